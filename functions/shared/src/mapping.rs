@@ -1,0 +1,226 @@
+//! The DynamoDB mapping record: which certificate goes to which tag target, under which name,
+//! and how its last deployment went. It never holds secret material.
+
+use crate::CertshipError;
+use crate::naming::{certificate_arn_cert_name, tag_key_value};
+use aws_sdk_dynamodb::types::AttributeValue;
+use std::collections::HashMap;
+
+/// Attribute and index names, seed-compatible.
+pub mod attr {
+    pub const PARTITION_KEY: &str = "TagKeyValue";
+    pub const SORT_KEY: &str = "CertificateArn#CertName";
+    pub const CERTIFICATE_ARN: &str = "CertificateArn";
+    pub const CERT_NAME: &str = "CertName";
+    pub const TARGET_TAG_KEY: &str = "TargetTagKey";
+    pub const TARGET_TAG_VALUE: &str = "TargetTagValue";
+    pub const RELOAD_SERVICE: &str = "ReloadService";
+    pub const SECRET_ARN: &str = "SecretArn";
+    pub const SERIAL: &str = "Serial";
+    pub const CERT_EXPIRY_DATE: &str = "CertExpiryDate";
+    pub const LAST_EXPORTED_DATE: &str = "LastExportedDate";
+    pub const LAST_DEPLOYMENT: &str = "LastDeployment";
+    /// The global secondary index renewals query (partition `CertificateArn`).
+    pub const BY_CERTIFICATE_ARN: &str = "ByCertificateArn";
+}
+
+/// How the last deployment of a mapping ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastDeployment {
+    pub execution_arn: Option<String>,
+    /// `Success`, `Failed`, `NoTargets` or `InstallTimedOut`.
+    pub status: String,
+    pub succeeded: u32,
+    pub failed: u32,
+    pub finished_at: String,
+}
+
+/// One item of the mapping table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mapping {
+    pub certificate_arn: String,
+    pub cert_name: String,
+    pub target_tag_key: String,
+    pub target_tag_value: String,
+    pub reload_service: Option<String>,
+    pub secret_arn: Option<String>,
+    pub serial: Option<String>,
+    pub cert_expiry_date: Option<String>,
+    pub last_exported_date: Option<String>,
+    pub last_deployment: Option<LastDeployment>,
+}
+
+/// The primary key of a mapping.
+pub fn key(
+    tag_key: &str,
+    tag_value: &str,
+    certificate_arn: &str,
+    cert_name: &str,
+) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        (
+            attr::PARTITION_KEY.to_string(),
+            s(tag_key_value(tag_key, tag_value)),
+        ),
+        (
+            attr::SORT_KEY.to_string(),
+            s(certificate_arn_cert_name(certificate_arn, cert_name)),
+        ),
+    ])
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: u32) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn get_s(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
+    item.get(name).and_then(|v| v.as_s().ok()).cloned()
+}
+
+fn get_n(item: &HashMap<String, AttributeValue>, name: &str) -> u32 {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+impl LastDeployment {
+    pub fn to_attribute(&self) -> AttributeValue {
+        let mut m = HashMap::from([
+            ("Status".to_string(), s(&self.status)),
+            ("Succeeded".to_string(), n(self.succeeded)),
+            ("Failed".to_string(), n(self.failed)),
+            ("FinishedAt".to_string(), s(&self.finished_at)),
+        ]);
+        if let Some(arn) = &self.execution_arn {
+            m.insert("ExecutionArn".to_string(), s(arn));
+        }
+        AttributeValue::M(m)
+    }
+
+    fn from_attribute(value: &AttributeValue) -> Option<Self> {
+        let m = value.as_m().ok()?;
+        Some(Self {
+            execution_arn: get_s(m, "ExecutionArn"),
+            status: get_s(m, "Status")?,
+            succeeded: get_n(m, "Succeeded"),
+            failed: get_n(m, "Failed"),
+            finished_at: get_s(m, "FinishedAt").unwrap_or_default(),
+        })
+    }
+}
+
+impl Mapping {
+    /// The whole item, keys included.
+    pub fn to_item(&self) -> HashMap<String, AttributeValue> {
+        let mut item = key(
+            &self.target_tag_key,
+            &self.target_tag_value,
+            &self.certificate_arn,
+            &self.cert_name,
+        );
+        item.insert(attr::CERTIFICATE_ARN.into(), s(&self.certificate_arn));
+        item.insert(attr::CERT_NAME.into(), s(&self.cert_name));
+        item.insert(attr::TARGET_TAG_KEY.into(), s(&self.target_tag_key));
+        item.insert(attr::TARGET_TAG_VALUE.into(), s(&self.target_tag_value));
+        let optional = [
+            (attr::RELOAD_SERVICE, &self.reload_service),
+            (attr::SECRET_ARN, &self.secret_arn),
+            (attr::SERIAL, &self.serial),
+            (attr::CERT_EXPIRY_DATE, &self.cert_expiry_date),
+            (attr::LAST_EXPORTED_DATE, &self.last_exported_date),
+        ];
+        for (name, value) in optional {
+            if let Some(value) = value {
+                item.insert(name.into(), s(value));
+            }
+        }
+        if let Some(last) = &self.last_deployment {
+            item.insert(attr::LAST_DEPLOYMENT.into(), last.to_attribute());
+        }
+        item
+    }
+
+    /// Reads an item (from the table or the `ByCertificateArn` index).
+    pub fn from_item(item: &HashMap<String, AttributeValue>) -> Result<Self, CertshipError> {
+        let required = |name: &str| {
+            get_s(item, name).ok_or_else(|| {
+                CertshipError::Service(format!("mapping item without a string {name}"))
+            })
+        };
+        Ok(Self {
+            certificate_arn: required(attr::CERTIFICATE_ARN)?,
+            cert_name: required(attr::CERT_NAME)?,
+            target_tag_key: required(attr::TARGET_TAG_KEY)?,
+            target_tag_value: required(attr::TARGET_TAG_VALUE)?,
+            reload_service: get_s(item, attr::RELOAD_SERVICE).filter(|r| !r.is_empty()),
+            secret_arn: get_s(item, attr::SECRET_ARN),
+            serial: get_s(item, attr::SERIAL),
+            cert_expiry_date: get_s(item, attr::CERT_EXPIRY_DATE),
+            last_exported_date: get_s(item, attr::LAST_EXPORTED_DATE),
+            last_deployment: item
+                .get(attr::LAST_DEPLOYMENT)
+                .and_then(LastDeployment::from_attribute),
+        })
+    }
+
+    /// The workflow input that redeploys this mapping.
+    pub fn to_request(&self, trigger: crate::Trigger) -> crate::DeploymentRequest {
+        crate::DeploymentRequest {
+            certificate_arn: self.certificate_arn.clone(),
+            cert_name: self.cert_name.clone(),
+            target_tag_key: self.target_tag_key.clone(),
+            target_tag_value: self.target_tag_value.clone(),
+            reload_service: self.reload_service.clone(),
+            trigger,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mapping_round_trips_through_an_item_with_seed_keys() {
+        let mapping = Mapping {
+            certificate_arn: "arn:aws:acm:us-east-1:123456789012:certificate/abc".into(),
+            cert_name: "web".into(),
+            target_tag_key: "env".into(),
+            target_tag_value: "dev".into(),
+            reload_service: Some("nginx".into()),
+            secret_arn: Some(
+                "arn:aws:secretsmanager:us-east-1:123456789012:secret:certship/web-x".into(),
+            ),
+            serial: Some("0a:1b".into()),
+            cert_expiry_date: Some("2027-01-01T00:00:00Z".into()),
+            last_exported_date: Some("2026-01-01T00:00:00Z".into()),
+            last_deployment: Some(LastDeployment {
+                execution_arn: Some("arn:aws:states:us-east-1:123456789012:execution:m:e".into()),
+                status: "Success".into(),
+                succeeded: 2,
+                failed: 0,
+                finished_at: "2026-01-01T00:01:00Z".into(),
+            }),
+        };
+        let item = mapping.to_item();
+        assert_eq!(item[attr::PARTITION_KEY].as_s().unwrap(), "env#dev");
+        assert_eq!(
+            item[attr::SORT_KEY].as_s().unwrap(),
+            "arn:aws:acm:us-east-1:123456789012:certificate/abc#web"
+        );
+        assert_eq!(Mapping::from_item(&item).unwrap(), mapping);
+    }
+
+    #[test]
+    fn an_item_without_required_attributes_is_an_error() {
+        let mut item = key("env", "dev", "arn", "web");
+        item.insert(attr::CERTIFICATE_ARN.into(), s("arn"));
+        let err = Mapping::from_item(&item).unwrap_err();
+        assert!(err.to_string().contains("CertName"), "{err}");
+    }
+}
