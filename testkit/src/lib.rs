@@ -4,6 +4,7 @@
 
 pub mod logs;
 pub mod moto;
+pub mod seed;
 
 /// Fails the test when any of `secrets` occurs in `haystack`, naming where.
 pub fn assert_no_secret(what: &str, haystack: &str, secrets: &[&str]) {

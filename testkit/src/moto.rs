@@ -1,1 +1,112 @@
+//! moto server for integration tests, from the project's own virtualenv. The first test that
+//! needs it runs `make venv` (idempotent) so a fresh checkout needs nothing by hand; a missing
+//! tool is a test failure, never a skip.
 
+use anyhow::{Context, Result, bail};
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+
+/// The repository root.
+pub fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("testkit lives in the workspace")
+        .to_path_buf()
+}
+
+/// The virtualenv's Python, after making sure the virtualenv has everything `requirements.txt` names.
+pub fn venv_python() -> Result<PathBuf> {
+    static READY: Mutex<bool> = Mutex::new(false);
+    let mut ready = READY.lock().unwrap_or_else(|p| p.into_inner());
+    let root = project_root();
+    let python = root.join(".venv/bin/python");
+    if !*ready {
+        let status = Command::new("make")
+            .args(["--no-print-directory", "-s", "venv"])
+            .current_dir(&root)
+            .status()
+            .context("running `make venv` (is make installed?)")?;
+        if !status.success() {
+            bail!(
+                "`make venv` failed; it installs moto and the AWS CLI into .venv from requirements.txt"
+            );
+        }
+        *ready = true;
+    }
+    Ok(python)
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A moto server of this test's own, stopped when dropped (or when the test process exits).
+pub struct Moto {
+    pub port: u16,
+    pub endpoint: String,
+    child: Child,
+}
+
+impl Moto {
+    /// Starts moto server on a free port and waits until it answers.
+    pub fn start() -> Result<Self> {
+        let python = venv_python()?;
+        let port = free_port()?;
+        let mut child = Command::new(&python)
+            .arg(project_root().join("scripts/moto_server.py"))
+            .arg(port.to_string())
+            .env("MOTO_PORT", port.to_string())
+            .env("MOTO_ACM_VALIDATION_WAIT", "0")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", python.display()))?;
+        let stdout = child.stdout.take().context("moto's stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        if line.trim() != "ready" {
+            let _ = child.kill();
+            bail!("moto server did not start on port {port} (printed {line:?})");
+        }
+        Ok(Self {
+            port,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            child,
+        })
+    }
+
+    /// An SDK configuration pointing every service at this server, in `region`.
+    pub async fn sdk_config(&self, region: &str) -> SdkConfig {
+        aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint)
+            .region(Region::new(region.to_string()))
+            .credentials_provider(aws_sdk_acm::config::Credentials::new(
+                "testing", "testing", None, None, "moto",
+            ))
+            .load()
+            .await
+    }
+
+    /// Environment variables that point the AWS CLI and SDKs at this server.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_DEFAULT_REGION", "us-east-1".into()),
+        ]
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

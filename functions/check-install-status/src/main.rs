@@ -1,1 +1,18 @@
-fn main() {}
+//! Lambda entry point: wiring only. The logic is [`check_install_status::handler`].
+
+use certship_shared::lambda::decode;
+use check_install_status::{AppState, handler};
+use lambda_runtime::{LambdaEvent, service_fn};
+use std::sync::Arc;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = aws_config::load_from_env().await;
+    let state = Arc::new(AppState::from_env(&config).expect("TABLE_NAME must be set"));
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
+        let state = Arc::clone(&state);
+        async move { handler(&state, decode(event.payload)?).await }
+    }))
+    .await
+}

@@ -26,6 +26,22 @@ pub struct AppState {
     pub rules: RequestRules,
 }
 
+impl AppState {
+    /// Clients from `config`, for requests checked against `rules`.
+    pub fn new(config: &aws_config::SdkConfig, rules: RequestRules) -> Self {
+        Self {
+            acm: aws_sdk_acm::Client::new(config),
+            secrets: aws_sdk_secretsmanager::Client::new(config),
+            rules,
+        }
+    }
+
+    /// Clients from `config`, and the request rules from the environment.
+    pub fn from_env(config: &aws_config::SdkConfig) -> Result<Self, CertshipError> {
+        Ok(Self::new(config, RequestRules::from_env()?))
+    }
+}
+
 /// The secret's JSON, as DESIGN's bundle. Deliberately not `Debug`: it is never formatted.
 #[derive(Serialize)]
 struct SecretBundle<'a> {

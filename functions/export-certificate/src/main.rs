@@ -1,6 +1,5 @@
 //! Lambda entry point: wiring only. The logic is [`export_certificate::handler`].
 
-use certship_shared::config::RequestRules;
 use certship_shared::lambda::decode;
 use export_certificate::{AppState, handler};
 use lambda_runtime::{LambdaEvent, service_fn};
@@ -9,14 +8,11 @@ use std::sync::Arc;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let rules = RequestRules::from_env()
-        .expect("AWS_REGION and a valid ALLOWED_RELOAD_SERVICES must be set");
     let config = aws_config::load_from_env().await;
-    let state = Arc::new(AppState {
-        acm: aws_sdk_acm::Client::new(&config),
-        secrets: aws_sdk_secretsmanager::Client::new(&config),
-        rules,
-    });
+    let state = Arc::new(
+        AppState::from_env(&config)
+            .expect("AWS_REGION and a valid ALLOWED_RELOAD_SERVICES must be set"),
+    );
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let state = Arc::clone(&state);
         async move { handler(&state, decode(event.payload)?).await }

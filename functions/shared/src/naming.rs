@@ -42,7 +42,12 @@ pub fn renewal_execution_name(
     cert_name: &str,
 ) -> String {
     let digest = sha256_hex(&[event_id, tag_key_value, sort_key]);
-    let readable: String = cert_name.chars().take(40).collect();
+    // Only characters execution names allow, even for a hand-edited mapping item.
+    let readable: String = cert_name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .take(40)
+        .collect();
     format!("renewal-{readable}-{}", &digest[..20])
 }
 

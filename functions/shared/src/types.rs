@@ -49,7 +49,9 @@ pub struct ExportResult {
     pub not_after: String,
     pub key_algorithm: String,
     pub domains: Vec<String>,
-    /// RFC 3339, UTC, `Z`: when this secret version was written.
+    /// RFC 3339, UTC, `Z`: when this secret version was written (beyond DESIGN's list; recorded
+    /// as the mapping's `LastExportedDate`).
+    #[serde(default)]
     pub exported_at: String,
 }
 
@@ -61,6 +63,8 @@ pub struct DispatchResult {
     pub requested_at: String,
     /// Past this instant check-install-status gives up with `InstallTimedOut`.
     pub deadline_at: String,
+    /// The SSM document sent (beyond DESIGN's list; shown in the console).
+    #[serde(default)]
     pub document_name: String,
 }
 

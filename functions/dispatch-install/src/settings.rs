@@ -1,0 +1,218 @@
+//! How the install command is sent, from the environment (template parameters), checked at cold
+//! start against the patterns SSM and the install document accept.
+
+use certship_shared::CertshipError;
+use certship_shared::config::env;
+
+/// SendCommand settings and the document parameters that come from the deployment, not the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandSettings {
+    pub document_name: String,
+    /// SendCommand `TimeoutSeconds`: how long a host may take to start the command.
+    pub timeout_seconds: i32,
+    /// How long after dispatch check-install-status gives up (`$.Dispatch.DeadlineAt`).
+    pub deadline_seconds: u64,
+    pub max_concurrency: String,
+    pub max_errors: String,
+    pub certificate_directory: Option<String>,
+    pub private_key_directory: Option<String>,
+    pub file_owner: Option<String>,
+    pub file_group: Option<String>,
+}
+
+pub const DEFAULT_DOCUMENT_NAME: &str = "Install-Certificate-Linux";
+pub const DEFAULT_TIMEOUT_SECONDS: i32 = 600;
+pub const DEFAULT_DEADLINE_SECONDS: u64 = 1200;
+/// Half the fleet at a time, and stop sending after the first failed host, so a certificate that
+/// breaks a service does not spread; the failed host itself rolls back.
+pub const DEFAULT_MAX_CONCURRENCY: &str = "50%";
+pub const DEFAULT_MAX_ERRORS: &str = "0";
+
+fn config_error(name: &str, value: &str, rule: &str) -> CertshipError {
+    CertshipError::Configuration(format!("{name}={value:?} is invalid: {rule}"))
+}
+
+/// `^([1-9][0-9]*|[1-9][0-9]%|[1-9]%|100%)$` (SSM MaxConcurrency), or with `0` allowed (MaxErrors).
+fn is_rate(value: &str, zero_allowed: bool) -> bool {
+    let (digits, percent) = match value.strip_suffix('%') {
+        Some(d) => (d, true),
+        None => (value, false),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.len() > 9 {
+        return false;
+    }
+    if digits.len() > 1 && digits.starts_with('0') {
+        return false;
+    }
+    let n: u32 = digits.parse().unwrap_or(u32::MAX);
+    (n > 0 || zero_allowed) && (!percent || n <= 100)
+}
+
+fn is_directory(value: &str) -> bool {
+    value.starts_with('/')
+        && value.len() <= 255
+        && !value.split('/').any(|part| part == "..")
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b'-'))
+}
+
+fn is_account_name(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 32
+        && (bytes[0].is_ascii_lowercase() || bytes[0] == b'_')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-'))
+}
+
+impl CommandSettings {
+    pub fn from_env() -> Result<Self, CertshipError> {
+        Self::from_lookup(certship_shared::config::optional)
+    }
+
+    /// Reads the settings through `lookup` (the environment in production, a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, CertshipError> {
+        let document_name =
+            lookup(env::INSTALL_DOCUMENT_NAME).unwrap_or_else(|| DEFAULT_DOCUMENT_NAME.into());
+        if document_name.is_empty()
+            || document_name.len() > 128
+            || !document_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        {
+            return Err(config_error(
+                env::INSTALL_DOCUMENT_NAME,
+                &document_name,
+                "not an SSM document name",
+            ));
+        }
+        let number = |name: &str, default: u64, min: u64, max: u64| -> Result<u64, CertshipError> {
+            match lookup(name) {
+                None => Ok(default),
+                Some(raw) => match raw.trim().parse::<u64>() {
+                    Ok(n) if (min..=max).contains(&n) => Ok(n),
+                    _ => Err(config_error(
+                        name,
+                        &raw,
+                        &format!("a whole number of seconds from {min} to {max}"),
+                    )),
+                },
+            }
+        };
+        let timeout_seconds = number(
+            env::COMMAND_TIMEOUT_SECONDS,
+            DEFAULT_TIMEOUT_SECONDS as u64,
+            30,
+            2_592_000,
+        )?;
+        let deadline_seconds = number(
+            env::INSTALL_DEADLINE_SECONDS,
+            DEFAULT_DEADLINE_SECONDS,
+            60,
+            2_592_000,
+        )?;
+        let max_concurrency =
+            lookup(env::MAX_CONCURRENCY).unwrap_or_else(|| DEFAULT_MAX_CONCURRENCY.into());
+        if !is_rate(&max_concurrency, false) {
+            return Err(config_error(
+                env::MAX_CONCURRENCY,
+                &max_concurrency,
+                "a count of 1 or more, or 1%-100%",
+            ));
+        }
+        let max_errors = lookup(env::MAX_ERRORS).unwrap_or_else(|| DEFAULT_MAX_ERRORS.into());
+        if !is_rate(&max_errors, true) {
+            return Err(config_error(
+                env::MAX_ERRORS,
+                &max_errors,
+                "a count of 0 or more, or 0%-100%",
+            ));
+        }
+        let checked = |name: &str,
+                       valid: fn(&str) -> bool,
+                       rule: &str|
+         -> Result<Option<String>, CertshipError> {
+            match lookup(name) {
+                Some(value) if !valid(&value) => Err(config_error(name, &value, rule)),
+                other => Ok(other),
+            }
+        };
+        let directory = "an absolute path of A-Z a-z 0-9 / . _ - without '..'";
+        let account = "a user or group name ([a-z_][a-z0-9_-]{0,31})";
+        Ok(Self {
+            document_name,
+            timeout_seconds: timeout_seconds as i32,
+            deadline_seconds,
+            max_concurrency,
+            max_errors,
+            certificate_directory: checked(env::CERTIFICATE_DIRECTORY, is_directory, directory)?,
+            private_key_directory: checked(env::PRIVATE_KEY_DIRECTORY, is_directory, directory)?,
+            file_owner: checked(env::FILE_OWNER, is_account_name, account)?,
+            file_group: checked(env::FILE_GROUP, is_account_name, account)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<CommandSettings, CertshipError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        CommandSettings::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.document_name, "Install-Certificate-Linux");
+        assert_eq!((s.timeout_seconds, s.deadline_seconds), (600, 1200));
+        assert_eq!(
+            (s.max_concurrency.as_str(), s.max_errors.as_str()),
+            ("50%", "0")
+        );
+        assert_eq!(s.certificate_directory, None);
+    }
+
+    #[test]
+    fn values_from_the_environment_are_checked() {
+        let s = settings(&[
+            (env::COMMAND_TIMEOUT_SECONDS, "120"),
+            (env::MAX_CONCURRENCY, "10"),
+            (env::MAX_ERRORS, "25%"),
+            (env::CERTIFICATE_DIRECTORY, "/etc/pki/tls/certs"),
+            (env::FILE_GROUP, "ssl-cert"),
+        ])
+        .unwrap();
+        assert_eq!(s.timeout_seconds, 120);
+        assert_eq!(s.max_errors, "25%");
+        assert_eq!(
+            s.certificate_directory.as_deref(),
+            Some("/etc/pki/tls/certs")
+        );
+        for (name, bad) in [
+            (env::COMMAND_TIMEOUT_SECONDS, "10"),
+            (env::COMMAND_TIMEOUT_SECONDS, "ten"),
+            (env::INSTALL_DEADLINE_SECONDS, "0"),
+            (env::MAX_CONCURRENCY, "0"),
+            (env::MAX_CONCURRENCY, "101%"),
+            (env::MAX_ERRORS, "05"),
+            (env::CERTIFICATE_DIRECTORY, "etc/ssl"),
+            (env::PRIVATE_KEY_DIRECTORY, "/etc/../root"),
+            (env::FILE_OWNER, "root;reboot"),
+            (env::INSTALL_DOCUMENT_NAME, "doc name"),
+        ] {
+            let err = settings(&[(name, bad)]).unwrap_err();
+            assert_eq!(err.name(), "ConfigurationError");
+            assert!(err.to_string().contains(name), "{err}");
+        }
+        assert!(settings(&[(env::MAX_ERRORS, "0%")]).is_ok());
+        assert!(settings(&[(env::MAX_CONCURRENCY, "100%")]).is_ok());
+    }
+}

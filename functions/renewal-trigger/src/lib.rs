@@ -1,0 +1,284 @@
+//! renewal-trigger: when ACM renews a certificate, starts one deployment per mapping of that
+//! certificate. Execution names derive from the event id, so a redelivered event starts nothing
+//! twice and a retry after a partial failure starts only what is missing.
+
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_sfn::operation::start_execution::StartExecutionError;
+use certship_shared::mapping::{Mapping, attr};
+use certship_shared::validate::CertificateArn;
+use certship_shared::{CertshipError, Trigger, WorkflowState, naming};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// What the handler needs, built once per cold start.
+pub struct AppState {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub sfn: aws_sdk_sfn::Client,
+    /// The mapping table (`TABLE_NAME`).
+    pub table_name: String,
+    /// The deployment state machine (`STATE_MACHINE_ARN`).
+    pub state_machine_arn: String,
+}
+
+/// The only event this function acts on.
+pub const DETAIL_TYPE: &str = "ACM Certificate Available";
+/// The event source of ACM's events.
+pub const SOURCE: &str = "aws.acm";
+/// The `Action` of a renewal; issuance and (re)imports deploy nothing.
+pub const RENEWAL: &str = "RENEWAL";
+
+/// The `detail` of ACM's "ACM Certificate Available" event. Every field is optional: ACM adds
+/// fields over time, and only `Action` decides anything here.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CertificateAvailable {
+    /// `ISSUANCE`, `RENEWAL`, `IMPORT` or `REIMPORT`.
+    pub action: Option<String>,
+    pub certificate_type: Option<String>,
+    pub common_name: Option<String>,
+    pub domain_validation_method: Option<String>,
+    pub certificate_created_date: Option<String>,
+    pub certificate_expiration_date: Option<String>,
+    pub days_to_expiry: Option<i64>,
+    pub in_use: Option<bool>,
+    pub exported: Option<bool>,
+}
+
+/// What one event led to; the counts let an operator read the outcome from the invocation log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RenewalResult {
+    pub certificate_arn: String,
+    pub action: String,
+    /// Mappings of the certificate that could be read.
+    pub mappings: u32,
+    /// Executions started by this invocation.
+    pub started: u32,
+    /// Executions an earlier delivery of the same event had already started.
+    pub already_started: u32,
+    /// Malformed mapping items, left alone.
+    pub skipped: u32,
+    /// The ARNs of the executions started by this invocation.
+    pub executions: Vec<String>,
+}
+
+/// Starts one deployment per mapping of the renewed certificate.
+pub async fn handler(
+    state: &AppState,
+    event: EventBridgeEvent<CertificateAvailable>,
+) -> Result<RenewalResult, CertshipError> {
+    let (event_id, certificate_arn) = validate_event(&event)?;
+    let action = event.detail.action.clone().unwrap_or_default();
+    let mut result = RenewalResult {
+        certificate_arn: certificate_arn.to_string(),
+        action: action.clone(),
+        mappings: 0,
+        started: 0,
+        already_started: 0,
+        skipped: 0,
+        executions: Vec::new(),
+    };
+    if action != RENEWAL {
+        tracing::info!(
+            certificate_arn = %certificate_arn,
+            action = %action,
+            "not a renewal; nothing to redeploy"
+        );
+        return Ok(result);
+    }
+
+    let (mappings, skipped) = mappings_of(state, certificate_arn).await?;
+    result.mappings = count(mappings.len());
+    result.skipped = skipped;
+    if mappings.is_empty() {
+        tracing::info!(
+            certificate_arn = %certificate_arn,
+            skipped,
+            "no mapping of the renewed certificate; nothing to redeploy"
+        );
+        return Ok(result);
+    }
+
+    // Every mapping gets its chance even when one fails; the first failure is returned after, so
+    // EventBridge redelivers and the idempotent names start only what is still missing.
+    let mut first_error = None;
+    for mapping in &mappings {
+        match start(state, event_id, mapping).await {
+            Ok(Started::Now(execution_arn)) => {
+                result.started += 1;
+                result.executions.push(execution_arn);
+            }
+            Ok(Started::Earlier) => result.already_started += 1,
+            Err(err) => {
+                tracing::warn!(
+                    certificate_arn = %mapping.certificate_arn,
+                    cert_name = %mapping.cert_name,
+                    target = %target(mapping),
+                    error = %err,
+                    "could not start the redeployment"
+                );
+                first_error.get_or_insert(err);
+            }
+        }
+    }
+    match first_error {
+        Some(err) => Err(err),
+        None => Ok(result),
+    }
+}
+
+/// Checks that this is ACM's "certificate available" event for one certificate, returning the
+/// event id and the certificate ARN.
+fn validate_event(
+    event: &EventBridgeEvent<CertificateAvailable>,
+) -> Result<(&str, &str), CertshipError> {
+    if event.detail_type != DETAIL_TYPE || event.source != SOURCE {
+        return Err(CertshipError::InvalidRequest(format!(
+            "renewal-trigger handles {DETAIL_TYPE:?} events from {SOURCE}, not {:?} from {:?}",
+            event.detail_type, event.source
+        )));
+    }
+    let event_id = event
+        .id
+        .as_deref()
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| {
+            CertshipError::InvalidRequest(
+                "the event has no id, which names its executions idempotently".into(),
+            )
+        })?;
+    let resources = event.resources.as_deref().unwrap_or_default();
+    let [certificate_arn] = resources else {
+        return Err(CertshipError::InvalidRequest(format!(
+            "the event's resources must hold exactly one certificate ARN, not {}",
+            resources.len()
+        )));
+    };
+    CertificateArn::parse(certificate_arn).map_err(|err| {
+        CertshipError::InvalidRequest(format!("the event's resource is not usable: {err}"))
+    })?;
+    Ok((event_id, certificate_arn.as_str()))
+}
+
+/// Every mapping of the certificate, from the `ByCertificateArn` index, all pages; malformed
+/// items are logged and counted, not fatal.
+async fn mappings_of(
+    state: &AppState,
+    certificate_arn: &str,
+) -> Result<(Vec<Mapping>, u32), CertshipError> {
+    let mut mappings = Vec::new();
+    let mut skipped = 0;
+    let mut start_key: Option<HashMap<String, AttributeValue>> = None;
+    loop {
+        let page = state
+            .dynamodb
+            .query()
+            .table_name(&state.table_name)
+            .index_name(attr::BY_CERTIFICATE_ARN)
+            .key_condition_expression("#arn = :arn")
+            .expression_attribute_names("#arn", attr::CERTIFICATE_ARN)
+            .expression_attribute_values(":arn", AttributeValue::S(certificate_arn.to_string()))
+            .set_exclusive_start_key(start_key.take())
+            .send()
+            .await
+            .map_err(|err| CertshipError::from_sdk("Query", err))?;
+        for item in page.items() {
+            match Mapping::from_item(item) {
+                Ok(mapping) => mappings.push(mapping),
+                Err(err) => {
+                    skipped += 1;
+                    tracing::warn!(
+                        certificate_arn = %certificate_arn,
+                        error = %err,
+                        "skipping a malformed mapping item"
+                    );
+                }
+            }
+        }
+        match page.last_evaluated_key {
+            Some(key) if !key.is_empty() => start_key = Some(key),
+            _ => return Ok((mappings, skipped)),
+        }
+    }
+}
+
+/// Whether a mapping's execution was started now or by an earlier delivery of the event.
+enum Started {
+    Now(String),
+    Earlier,
+}
+
+/// Starts the redeployment of one mapping under the name this event gives it.
+async fn start(
+    state: &AppState,
+    event_id: &str,
+    mapping: &Mapping,
+) -> Result<Started, CertshipError> {
+    let name = naming::renewal_execution_name(
+        event_id,
+        &naming::tag_key_value(&mapping.target_tag_key, &mapping.target_tag_value),
+        &naming::certificate_arn_cert_name(&mapping.certificate_arn, &mapping.cert_name),
+        &mapping.cert_name,
+    );
+    let input = serde_json::to_string(&WorkflowState::new(mapping.to_request(Trigger::Renewal)))
+        .map_err(|e| CertshipError::Service(format!("could not encode the workflow input: {e}")))?;
+    let asked_at = aws_smithy_types::DateTime::from(std::time::SystemTime::now());
+    let started = state
+        .sfn
+        .start_execution()
+        .state_machine_arn(&state.state_machine_arn)
+        .name(&name)
+        .input(input)
+        .send()
+        .await;
+    match started {
+        // Step Functions answers a repeated name with the same input with the running
+        // execution's own ARN and start date rather than an error: an execution that began
+        // before this call was started by an earlier delivery.
+        // (Clock skew can only misfile the count, never start anything twice.)
+        Ok(out) if out.start_date.to_millis().ok() < asked_at.to_millis().ok() => {
+            tracing::info!(
+                execution_arn = %out.execution_arn,
+                "the redeployment was already started for this event and is still running"
+            );
+            Ok(Started::Earlier)
+        }
+        Ok(out) => {
+            tracing::info!(
+                certificate_arn = %mapping.certificate_arn,
+                cert_name = %mapping.cert_name,
+                target = %target(mapping),
+                execution_arn = %out.execution_arn,
+                "started the redeployment"
+            );
+            Ok(Started::Now(out.execution_arn))
+        }
+        Err(err) => match err.as_service_error() {
+            Some(StartExecutionError::ExecutionAlreadyExists(_)) => {
+                tracing::info!(
+                    certificate_arn = %mapping.certificate_arn,
+                    cert_name = %mapping.cert_name,
+                    target = %target(mapping),
+                    execution_name = %name,
+                    "the redeployment was already started for this event"
+                );
+                Ok(Started::Earlier)
+            }
+            _ => Err(CertshipError::from_sdk("StartExecution", err)),
+        },
+    }
+}
+
+/// `key=value`, as an operator writes a tag target.
+fn target(mapping: &Mapping) -> String {
+    format!("{}={}", mapping.target_tag_key, mapping.target_tag_value)
+}
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,107 @@
+//! Seeds a moto server with what the workflow expects to find: exportable certificates, the
+//! mapping table and its index, tagged instances.
+
+use anyhow::{Context, Result, bail};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType,
+};
+use certship_shared::mapping::attr;
+
+/// Requests a certificate with `Options.Export = ENABLED` (or disabled) and waits until ACM
+/// (moto, with `MOTO_ACM_VALIDATION_WAIT=0`) reports it `ISSUED`.
+pub async fn certificate(
+    acm: &aws_sdk_acm::Client,
+    domain: &str,
+    exportable: bool,
+) -> Result<String> {
+    use aws_sdk_acm::types::{CertificateExport, CertificateOptions, CertificateStatus};
+    let export = if exportable {
+        CertificateExport::Enabled
+    } else {
+        CertificateExport::Disabled
+    };
+    let arn = acm
+        .request_certificate()
+        .domain_name(domain)
+        .subject_alternative_names(domain)
+        .options(CertificateOptions::builder().export(export).build())
+        .send()
+        .await?
+        .certificate_arn
+        .context("RequestCertificate returned no ARN")?;
+    for _ in 0..50 {
+        let described = acm
+            .describe_certificate()
+            .certificate_arn(&arn)
+            .send()
+            .await?;
+        if described.certificate().and_then(|c| c.status()) == Some(&CertificateStatus::Issued) {
+            return Ok(arn);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    bail!("{arn} never became ISSUED")
+}
+
+/// The mapping table with its `ByCertificateArn` index, as the stack defines it.
+pub async fn mapping_table(dynamodb: &aws_sdk_dynamodb::Client, name: &str) -> Result<()> {
+    let string = |n: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+    };
+    let key = |n: &str, t: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(t)
+            .build()
+    };
+    dynamodb
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(string(attr::PARTITION_KEY)?)
+        .attribute_definitions(string(attr::SORT_KEY)?)
+        .attribute_definitions(string(attr::CERTIFICATE_ARN)?)
+        .key_schema(key(attr::PARTITION_KEY, KeyType::Hash)?)
+        .key_schema(key(attr::SORT_KEY, KeyType::Range)?)
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(attr::BY_CERTIFICATE_ARN)
+                .key_schema(key(attr::CERTIFICATE_ARN, KeyType::Hash)?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()?,
+        )
+        .send()
+        .await?;
+    Ok(())
+}
+
+/// Launches one instance tagged `key=value`, returning its id.
+pub async fn instance(ec2: &aws_sdk_ec2::Client, key: &str, value: &str) -> Result<String> {
+    use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+    let out = ec2
+        .run_instances()
+        .image_id("ami-12c6146b")
+        .min_count(1)
+        .max_count(1)
+        .tag_specifications(
+            TagSpecification::builder()
+                .resource_type(ResourceType::Instance)
+                .tags(Tag::builder().key(key).value(value).build())
+                .build(),
+        )
+        .send()
+        .await?;
+    out.instances()
+        .first()
+        .and_then(|i| i.instance_id())
+        .map(str::to_string)
+        .context("RunInstances returned no instance")
+}
