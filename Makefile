@@ -6,13 +6,16 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed
 
-.PHONY: help setup venv build test fmt-check clippy unit-and-integration clean
+.PHONY: help setup system-packages venv build test fmt-check clippy shellcheck unit-and-integration clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-setup: venv ## install everything the build and tests need (Python venv, Rust components)
+setup: system-packages venv ## install everything the build and tests need
 	rustup component add rustfmt clippy >/dev/null
+
+system-packages: ## shellcheck, jq, strace, openssl (apt-get, as root)
+	@scripts/install-system-packages.sh
 
 venv: $(VENV_STAMP) ## the project's Python virtualenv (moto server, AWS CLI)
 
@@ -30,10 +33,17 @@ fmt-check:
 clippy:
 	cargo clippy --workspace --all-targets -- -D warnings
 
+# The install document's own script, extracted exactly as the SSM agent runs it.
+shellcheck: venv
+	@mkdir -p target
+	@$(PYTHON) -c 'import yaml; d = yaml.safe_load(open("ssm-documents/install-certificate-linux.yaml")); \
+	  print("\n".join(d["mainSteps"][0]["inputs"]["runCommand"]))' > target/install-certificate-linux.sh
+	shellcheck --shell=bash target/install-certificate-linux.sh scripts/*.sh .ci/run
+
 unit-and-integration: venv
 	cargo test --workspace
 
-test: setup fmt-check clippy unit-and-integration ## formatting, lints, unit and integration tests
+test: setup fmt-check clippy shellcheck unit-and-integration ## formatting, lints, unit and integration tests
 
 clean: ## remove build output and the virtualenv
 	cargo clean

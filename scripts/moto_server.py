@@ -11,7 +11,10 @@ port = int(sys.argv[1])
 # moto's Step Functions calls Lambda and other services at localhost:$MOTO_PORT.
 os.environ.setdefault("MOTO_PORT", str(port))
 
-from moto.server import ThreadedMotoServer  # noqa: E402  (after MOTO_PORT is set)
+import certship_moto  # noqa: E402  (after MOTO_PORT is set)
+from moto.server import ThreadedMotoServer  # noqa: E402
+
+certship_moto.install()
 
 server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
 server.start()
