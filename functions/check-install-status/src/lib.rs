@@ -500,12 +500,7 @@ async fn record_last_deployment(
         .dynamodb
         .update_item()
         .table_name(&state.table_name)
-        .set_key(Some(mapping::key(
-            &request.target_tag_key,
-            &request.target_tag_value,
-            &request.certificate_arn,
-            &request.cert_name,
-        )))
+        .set_key(Some(mapping::request_key(request)))
         .update_expression("SET #ld = :ld")
         .condition_expression("attribute_exists(#pk)")
         .expression_attribute_names("#ld", attr::LAST_DEPLOYMENT)

@@ -13,8 +13,6 @@ use aws_sdk_ssm::operation::list_command_invocations::ListCommandInvocationsOutp
 use aws_sdk_ssm::operation::list_commands::ListCommandsOutput;
 use aws_sdk_ssm::types::{Command, CommandPlugin};
 use aws_smithy_mocks::{MockResponse, Rule, RuleMode, mock, mock_client};
-use aws_smithy_runtime_api::http::{Response, StatusCode};
-use aws_smithy_types::body::SdkBody;
 use certship_shared::lambda::decode;
 use serde_json::json;
 use std::collections::HashMap;
@@ -129,12 +127,7 @@ fn command(status: CommandStatus, target_count: i32) -> Rule {
         })
 }
 
-fn throttling() -> Response<SdkBody> {
-    Response::new(
-        StatusCode::try_from(400).unwrap(),
-        SdkBody::from(r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#),
-    )
-}
+use certship_testkit::throttling_response as throttling;
 
 fn ssm_client(rules: &[&Rule]) -> Ssm {
     mock_client!(aws_sdk_ssm, RuleMode::MatchAny, rules, |c| c.retry_config(

@@ -181,12 +181,7 @@ async fn upsert_mapping(
         .dynamodb
         .update_item()
         .table_name(&state.table_name)
-        .set_key(Some(mapping::key(
-            &request.target_tag_key,
-            &request.target_tag_value,
-            &request.certificate_arn,
-            &request.cert_name,
-        )))
+        .set_key(Some(mapping::request_key(request)))
         .expression_attribute_names("#rs", attr::RELOAD_SERVICE);
     let mut sets = Vec::with_capacity(fields.len() + 1);
     for (i, (name, value)) in fields.iter().enumerate() {

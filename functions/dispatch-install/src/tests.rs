@@ -9,8 +9,6 @@ use aws_sdk_ssm::operation::send_command::SendCommandOutput;
 use aws_sdk_ssm::types::Command;
 use aws_sdk_ssm::types::error::InvalidDocument;
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
-use aws_smithy_runtime_api::http::{Response, StatusCode};
-use aws_smithy_types::body::SdkBody;
 use certship_shared::config::ReloadAllowlist;
 use certship_shared::{DeploymentRequest, Trigger};
 use std::sync::{Arc, Mutex};
@@ -379,12 +377,7 @@ async fn a_missing_document_is_a_configuration_error() {
     );
 }
 
-fn throttling() -> Response<SdkBody> {
-    Response::new(
-        StatusCode::try_from(400).unwrap(),
-        SdkBody::from(r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#),
-    )
-}
+use certship_testkit::throttling_response as throttling;
 
 #[tokio::test]
 async fn a_throttled_send_is_retried_and_succeeds() {

@@ -90,12 +90,7 @@ fn exported() -> ExportCertificateOutput {
         .build()
 }
 
-fn throttling() -> Response<SdkBody> {
-    Response::new(
-        StatusCode::try_from(400).unwrap(),
-        SdkBody::from(r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#),
-    )
-}
+use certship_testkit::throttling_response as throttling;
 
 fn acm_client(rules: &[&Rule]) -> Acm {
     mock_client!(aws_sdk_acm, RuleMode::MatchAny, rules, |c| c.retry_config(

@@ -9,8 +9,6 @@ use aws_sdk_sfn::Client as Sfn;
 use aws_sdk_sfn::operation::start_execution::StartExecutionOutput;
 use aws_sdk_sfn::types::error::ExecutionAlreadyExists;
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
-use aws_smithy_runtime_api::http::{Response, StatusCode};
-use aws_smithy_types::body::SdkBody;
 use certship_shared::lambda::decode;
 use lambda_runtime::Diagnostic;
 use serde_json::Value;
@@ -151,12 +149,7 @@ fn already_exists(name: String) -> Rule {
         })
 }
 
-fn throttling() -> Response<SdkBody> {
-    Response::new(
-        StatusCode::try_from(400).unwrap(),
-        SdkBody::from(r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#),
-    )
-}
+use certship_testkit::throttling_response as throttling;
 
 fn dynamo(rules: &[&Rule]) -> Dynamo {
     mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, rules, |c| c

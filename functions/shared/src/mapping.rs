@@ -69,6 +69,16 @@ pub fn key(
     ])
 }
 
+/// The primary key of the mapping a deployment request writes.
+pub fn request_key(request: &crate::DeploymentRequest) -> HashMap<String, AttributeValue> {
+    key(
+        &request.target_tag_key,
+        &request.target_tag_value,
+        &request.certificate_arn,
+        &request.cert_name,
+    )
+}
+
 fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
