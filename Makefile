@@ -11,8 +11,8 @@ VENV_STAMP := $(VENV)/.installed
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
+# Rust, rustfmt and clippy come with the machine (rust-toolchain.toml names them).
 setup: system-packages venv ## install everything the build and tests need
-	rustup component add rustfmt clippy >/dev/null
 
 system-packages: ## shellcheck, jq, strace, openssl (apt-get, as root)
 	@scripts/install-system-packages.sh

@@ -101,7 +101,8 @@ pub async fn handler(
     }
 
     // Every mapping gets its chance even when one fails; the first failure is returned after, so
-    // EventBridge redelivers and the idempotent names start only what is still missing.
+    // the event is retried (Lambda's asynchronous retries of EventBridge's invocation) and the
+    // idempotent names start only what is still missing.
     let mut first_error = None;
     for mapping in &mappings {
         match start(state, event_id, mapping).await {
