@@ -53,11 +53,22 @@ pub struct Moto {
 }
 
 impl Moto {
-    /// Starts moto server on a free port and waits until it answers.
+    /// Starts moto server on a free port and waits until it answers. A port taken between
+    /// choosing and binding it (tests start servers in parallel) is retried with another.
     pub fn start() -> Result<Self> {
         let python = venv_python()?;
-        let port = free_port()?;
-        let mut child = Command::new(&python)
+        let mut last_error = None;
+        for _ in 0..3 {
+            match Self::start_on(&python, free_port()?) {
+                Ok(moto) => return Ok(moto),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| anyhow::anyhow!("moto server did not start")))
+    }
+
+    fn start_on(python: &Path, port: u16) -> Result<Self> {
+        let mut child = Command::new(python)
             .arg(project_root().join("scripts/moto_server.py"))
             .arg(port.to_string())
             .env("MOTO_PORT", port.to_string())
@@ -72,6 +83,7 @@ impl Moto {
         BufReader::new(stdout).read_line(&mut line)?;
         if line.trim() != "ready" {
             let _ = child.kill();
+            let _ = child.wait();
             bail!("moto server did not start on port {port} (printed {line:?})");
         }
         Ok(Self {
