@@ -105,3 +105,20 @@ pub async fn instance(ec2: &aws_sdk_ec2::Client, key: &str, value: &str) -> Resu
         .map(str::to_string)
         .context("RunInstances returned no instance")
 }
+
+/// The JSON bundle of the secret version an export wrote (for tests that need to look inside).
+pub async fn secret_bundle(
+    secrets: &aws_sdk_secretsmanager::Client,
+    export: &certship_shared::ExportResult,
+) -> Result<serde_json::Value> {
+    let value = secrets
+        .get_secret_value()
+        .secret_id(&export.secret_arn)
+        .version_id(&export.secret_version_id)
+        .send()
+        .await?;
+    let text = value
+        .secret_string()
+        .context("the secret version has no SecretString")?;
+    Ok(serde_json::from_str(text)?)
+}

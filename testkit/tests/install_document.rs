@@ -132,16 +132,9 @@ impl Cloud {
     }
 
     async fn bundle(&self, export: &ExportResult) -> Value {
-        let value = self
-            .export
-            .secrets
-            .get_secret_value()
-            .secret_id(&export.secret_arn)
-            .version_id(&export.secret_version_id)
-            .send()
+        seed::secret_bundle(&self.export.secrets, export)
             .await
-            .unwrap();
-        serde_json::from_str(value.secret_string().unwrap()).unwrap()
+            .unwrap()
     }
 
     /// Stores `secret_string` as a new certship secret, returning (SecretId, SecretVersionId).

@@ -67,16 +67,9 @@ async fn deploy(
 
 async fn passphrase(cloud: &Cloud, state: &WorkflowState) -> String {
     let export = state.export.as_ref().unwrap();
-    let value = cloud
-        .export
-        .secrets
-        .get_secret_value()
-        .secret_id(&export.secret_arn)
-        .version_id(&export.secret_version_id)
-        .send()
+    let bundle = seed::secret_bundle(&cloud.export.secrets, export)
         .await
         .unwrap();
-    let bundle: serde_json::Value = serde_json::from_str(value.secret_string().unwrap()).unwrap();
     bundle["passphrase"].as_str().unwrap().to_string()
 }
 

@@ -40,18 +40,6 @@ fn openssl(args: &[&str], dir: &Path) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-async fn secret_bundle(app: &AppState, secret_arn: &str, version: &str) -> serde_json::Value {
-    let value = app
-        .secrets
-        .get_secret_value()
-        .secret_id(secret_arn)
-        .version_id(version)
-        .send()
-        .await
-        .unwrap();
-    serde_json::from_str(value.secret_string().unwrap()).unwrap()
-}
-
 #[tokio::test]
 async fn an_exported_key_decrypts_with_openssl_and_matches_its_certificate() {
     // given an exportable certificate in ACM
@@ -88,7 +76,7 @@ async fn an_exported_key_decrypts_with_openssl_and_matches_its_certificate() {
         tags.contains(&("env", "dev")) && tags.contains(&(CERTIFICATE_ARN_TAG, arn.as_str())),
         "{tags:?}"
     );
-    let bundle = secret_bundle(&app, &export.secret_arn, &export.secret_version_id).await;
+    let bundle = seed::secret_bundle(&app.secrets, &export).await.unwrap();
     assert_eq!(bundle["serial"], export.serial.as_str());
     assert_eq!(bundle["certificate_arn"], arn.as_str());
     let leaf = bundle["certificate"].as_str().unwrap();
@@ -149,8 +137,8 @@ async fn a_second_export_writes_a_new_version_with_a_new_passphrase() {
     assert_eq!(first.secret_arn, second.secret_arn);
     assert_ne!(first.secret_version_id, second.secret_version_id);
     let (a, b) = (
-        secret_bundle(&app, &first.secret_arn, &first.secret_version_id).await,
-        secret_bundle(&app, &second.secret_arn, &second.secret_version_id).await,
+        seed::secret_bundle(&app.secrets, &first).await.unwrap(),
+        seed::secret_bundle(&app.secrets, &second).await.unwrap(),
     );
     assert_ne!(a["passphrase"], b["passphrase"]);
     let described = app
