@@ -7,7 +7,7 @@ use certship_shared::{DeploymentRequest, ExportResult, Trigger, WorkflowState};
 use certship_testkit::{document, moto::Moto, moto::venv_python, seed};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use tempfile::TempDir;
@@ -300,6 +300,7 @@ async fn a_fresh_install_writes_the_four_files_with_their_modes() {
     // when the document runs with a reload service
     let mut parameters = params(&export, "web");
     parameters.push(("ReloadService", "nginx"));
+    parameters.push(("FileGroup", "daemon"));
     let result = run(&cloud, &host, &parameters, &[]);
 
     // then the files are installed, verified and reloaded
@@ -335,6 +336,15 @@ async fn a_fresh_install_writes_the_four_files_with_their_modes() {
         (0o644, 0o644, 0o644)
     );
     assert_eq!(host.mode("private/web-privkey.pem"), 0o600);
+    // owner and group as given (daemon is gid 1 on Debian)
+    for file in [
+        "certs/web-cert.pem",
+        "certs/web-fullchain.pem",
+        "private/web-privkey.pem",
+    ] {
+        let meta = std::fs::metadata(host.path(file)).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (0, 1), "{file}");
+    }
     let key_public = openssl(
         &["pkey", "-in", "private/web-privkey.pem", "-pubout"],
         host.root.path(),
