@@ -241,13 +241,28 @@ fn run_with(
     }
 }
 
-fn params<'a>(export: &'a ExportResult, cert_name: &'a str) -> Vec<(&'static str, &'a str)> {
+/// The four parameters dispatch-install sends, for one secret version.
+fn secret_params<'a>(
+    secret_id: &'a str,
+    version: &'a str,
+    serial: &'a str,
+    cert_name: &'a str,
+) -> Vec<(&'static str, &'a str)> {
     vec![
-        ("SecretId", export.secret_arn.as_str()),
-        ("SecretVersionId", export.secret_version_id.as_str()),
-        ("ExpectedSerial", export.serial.as_str()),
+        ("SecretId", secret_id),
+        ("SecretVersionId", version),
+        ("ExpectedSerial", serial),
         ("CertName", cert_name),
     ]
+}
+
+fn params<'a>(export: &'a ExportResult, cert_name: &'a str) -> Vec<(&'static str, &'a str)> {
+    secret_params(
+        &export.secret_arn,
+        &export.secret_version_id,
+        &export.serial,
+        cert_name,
+    )
 }
 
 fn openssl(args: &[&str], dir: &Path) -> String {
@@ -406,12 +421,7 @@ async fn an_ec_p256_key_installs_too() {
     let result = run(
         &cloud,
         &host,
-        &[
-            ("SecretId", &secret_id),
-            ("SecretVersionId", &version),
-            ("ExpectedSerial", "0e:c2:56"),
-            ("CertName", "ec"),
-        ],
+        &secret_params(&secret_id, &version, "0e:c2:56", "ec"),
         &[],
     );
 
@@ -510,12 +520,7 @@ async fn failing_case(
     let result = run(
         &cloud,
         &host,
-        &[
-            ("SecretId", &secret_id),
-            ("SecretVersionId", &version),
-            ("ExpectedSerial", expected),
-            ("CertName", "web"),
-        ],
+        &secret_params(&secret_id, &version, expected, "web"),
         &[],
     );
     assert_failed_cleanly(&result, &before, &host, reason);
@@ -613,12 +618,7 @@ async fn an_expired_certificate_fails() {
     let result = run(
         &cloud,
         &host,
-        &[
-            ("SecretId", &secret_id),
-            ("SecretVersionId", &version),
-            ("ExpectedSerial", "0DEAD"),
-            ("CertName", "web"),
-        ],
+        &secret_params(&secret_id, &version, "0DEAD", "web"),
         &[],
     );
     assert_failed_cleanly(&result, &before, &host, "expired");
@@ -636,12 +636,7 @@ async fn a_missing_secret_fails() {
     let result = run(
         &cloud,
         &host,
-        &[
-            ("SecretId", &missing),
-            ("SecretVersionId", &export.secret_version_id),
-            ("ExpectedSerial", &export.serial),
-            ("CertName", "web"),
-        ],
+        &secret_params(&missing, &export.secret_version_id, &export.serial, "web"),
         &[],
     );
     assert_failed_cleanly(&result, &before, &host, "could not fetch secret version");
