@@ -122,3 +122,67 @@ impl Drop for Moto {
         let _ = self.child.wait();
     }
 }
+
+/// The local cloud's own routes on this server (`scripts/certship_moto.py`), for what moto has no
+/// AWS API for.
+impl Moto {
+    /// Renews a certificate in place, as ACM's managed renewal does: the same ARN, domain names,
+    /// tags and options, a new key and a new certificate (new serial, new validity) from the
+    /// emulator's CA; DescribeCertificate then shows a `RenewalSummary` of `SUCCESS`. Answers
+    /// `{"CertificateArn", "Serial" ("0a:1b:..." as ACM writes it), "NotAfter" (RFC 3339)}`.
+    /// An unknown ARN is an error naming HTTP 404; a certificate that is not `ISSUED` (or was
+    /// imported) one naming HTTP 400.
+    pub async fn renew_certificate(&self, arn: &str) -> Result<serde_json::Value> {
+        let body = serde_json::json!({ "CertificateArn": arn }).to_string();
+        let (status, answer) = post_json(self.port, "/_certship/acm/renew", body).await?;
+        if status != 200 {
+            bail!("renewing {arn}: HTTP {status}: {answer}");
+        }
+        serde_json::from_str(&answer)
+            .with_context(|| format!("renewing {arn}: the answer is not JSON: {answer}"))
+    }
+}
+
+/// POSTs the JSON `body` to `path` on 127.0.0.1:`port` (HTTP/1.1, `Connection: close`) and
+/// returns the status and the body of the answer.
+async fn post_json(port: u16, path: &str, body: String) -> Result<(u16, String)> {
+    let path = path.to_string();
+    tokio::task::spawn_blocking(move || post_json_blocking(port, &path, &body))
+        .await
+        .context("the HTTP client thread panicked")?
+}
+
+fn post_json_blocking(port: u16, path: &str, body: &str) -> Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let timeout = Some(std::time::Duration::from_secs(30));
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))
+        .with_context(|| format!("connecting to moto on port {port}"))?;
+    stream.set_read_timeout(timeout)?;
+    stream.set_write_timeout(timeout)?;
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut answer = Vec::new();
+    stream
+        .read_to_end(&mut answer)
+        .with_context(|| format!("reading the answer to POST {path}"))?;
+    let answer = String::from_utf8(answer).context("the answer is not UTF-8")?;
+    let (head, body) = answer
+        .split_once("\r\n\r\n")
+        .with_context(|| format!("POST {path}: no end of headers in {answer:?}"))?;
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        bail!("POST {path}: a chunked answer, which this client does not read");
+    }
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("POST {path}: no status in {head:?}"))?;
+    Ok((status, body.to_string()))
+}
