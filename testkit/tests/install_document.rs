@@ -20,7 +20,6 @@ struct Host {
 
 impl Host {
     fn new() -> Self {
-        // The document refuses hidden path components, so not tempfile's default ".tmp" prefix.
         let root = tempfile::Builder::new()
             .prefix("certship-host-")
             .tempdir()
@@ -847,13 +846,21 @@ fn bad_parameter_values_cannot_get_through_the_allowed_patterns() {
         ),
         (
             "CertificateDirectory",
-            &["/etc/ssl/certs", "/etc/pki/tls/certs/", "/opt/app-1/tls"],
+            &[
+                "/etc/ssl/certs",
+                "/etc/pki/tls/certs/",
+                "/opt/app-1/tls",
+                "/srv/.certship/hosts/i-1/etc/ssl",
+            ],
             &[
                 "/etc/../root",
                 "etc/ssl",
                 "/etc/ssl;reboot",
                 "/etc/$(id)",
                 "/etc/.",
+                "/etc/..",
+                "/etc/./ssl",
+                "/etc/.-x",
                 "/",
                 "/etc//ssl",
                 "",
