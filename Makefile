@@ -5,14 +5,19 @@ SHELL := /bin/bash
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
 
-.PHONY: help setup system-packages venv build test fmt-check clippy shellcheck unit-and-integration clean
+.PHONY: help demo setup system-packages venv node-packages build test fmt-check clippy shellcheck asl-validate unit-and-integration clean
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+# The first thing to run: the whole workflow on the local cloud, start to finish.
+demo: system-packages venv ## deploy and renew a certificate on the local cloud, no AWS account
+	cargo run --quiet --package certship-cli -- local demo
 
 # Rust, rustfmt and clippy come with the machine (rust-toolchain.toml names them).
-setup: system-packages venv ## install everything the build and tests need
+setup: system-packages venv node-packages ## install everything the build and tests need
 
 system-packages: ## shellcheck, jq, strace, openssl (apt-get, as root)
 	@scripts/install-system-packages.sh
@@ -22,6 +27,12 @@ venv: $(VENV_STAMP) ## the project's Python virtualenv (moto server, AWS CLI)
 $(VENV_STAMP): requirements.txt
 	@test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+node-packages: $(NODE_STAMP) ## npm packages for the checks (asl-validator)
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
 	@touch $@
 
 build: ## build every crate
@@ -38,13 +49,17 @@ shellcheck: venv
 	@mkdir -p target
 	@$(PYTHON) -c 'import yaml; d = yaml.safe_load(open("ssm-documents/install-certificate-linux.yaml")); \
 	  print("\n".join(d["mainSteps"][0]["inputs"]["runCommand"]))' > target/install-certificate-linux.sh
-	shellcheck --shell=bash target/install-certificate-linux.sh scripts/*.sh .ci/run
+	shellcheck --shell=bash target/install-certificate-linux.sh scripts/*.sh cli/assets/systemctl .ci/run
+
+# The Step Functions definition, checked against the Amazon States Language.
+asl-validate: node-packages
+	npx --no-install asl-validator --json-path statemachine/certificate-deployment.asl.json
 
 unit-and-integration: venv
 	cargo test --workspace
 
-test: setup fmt-check clippy shellcheck unit-and-integration ## formatting, lints, unit and integration tests
+test: setup fmt-check clippy shellcheck asl-validate unit-and-integration ## formatting, lints, unit and integration tests
 
 clean: ## remove build output and the virtualenv
 	cargo clean
-	rm -rf $(VENV) .certship
+	rm -rf $(VENV) node_modules .certship

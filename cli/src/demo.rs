@@ -1,0 +1,409 @@
+//! `certship local demo` (`make demo`): the whole job on the local cloud, step by step. Exits
+//! non-zero as soon as something did not happen as it should.
+//!
+//! The steps are public so the end-to-end tests drive the local cloud the same way.
+
+use crate::follow::{self, Ending};
+use crate::local::{LocalCloud, LocalOptions, hosts};
+use anyhow::{Context, Result, bail, ensure};
+use aws_config::SdkConfig;
+use certship_shared::{DeploymentRequest, Trigger};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The files the install document writes, relative to a host's root, with their modes.
+pub fn installed_files(cert_name: &str) -> [(String, u32); 4] {
+    [
+        (format!("etc/ssl/certs/{cert_name}-cert.pem"), 0o644),
+        (format!("etc/ssl/certs/{cert_name}-chain.pem"), 0o644),
+        (format!("etc/ssl/certs/{cert_name}-fullchain.pem"), 0o644),
+        (format!("etc/ssl/private/{cert_name}-privkey.pem"), 0o600),
+    ]
+}
+
+/// Requests an exportable certificate and waits until the emulator has issued it.
+pub async fn request_certificate(config: &SdkConfig, domain: &str) -> Result<String> {
+    use aws_sdk_acm::types::{CertificateExport, CertificateOptions, CertificateStatus};
+    let acm = aws_sdk_acm::Client::new(config);
+    let arn = acm
+        .request_certificate()
+        .domain_name(domain)
+        .validation_method(aws_sdk_acm::types::ValidationMethod::Dns)
+        .options(
+            CertificateOptions::builder()
+                .export(CertificateExport::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .context("requesting a certificate")?
+        .certificate_arn
+        .context("RequestCertificate returned no ARN")?;
+    for _ in 0..50 {
+        let status = acm
+            .describe_certificate()
+            .certificate_arn(&arn)
+            .send()
+            .await?
+            .certificate
+            .and_then(|c| c.status);
+        if status == Some(CertificateStatus::Issued) {
+            return Ok(arn);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("{arn} was not issued")
+}
+
+/// A deployment request as the API takes it.
+pub fn request(
+    certificate_arn: &str,
+    cert_name: &str,
+    tag: (&str, &str),
+    reload_service: Option<&str>,
+) -> DeploymentRequest {
+    DeploymentRequest {
+        certificate_arn: certificate_arn.to_string(),
+        cert_name: cert_name.to_string(),
+        target_tag_key: tag.0.to_string(),
+        target_tag_value: tag.1.to_string(),
+        reload_service: reload_service.map(str::to_string),
+        trigger: Trigger::Api,
+    }
+}
+
+/// Starts an execution with `request` as its input, as the API's StartExecution integration does.
+pub async fn start_deployment(
+    config: &SdkConfig,
+    state_machine_arn: &str,
+    request: &DeploymentRequest,
+) -> Result<String> {
+    let name = format!(
+        "{}-{}",
+        request.cert_name,
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis()
+    );
+    Ok(aws_sdk_sfn::Client::new(config)
+        .start_execution()
+        .state_machine_arn(state_machine_arn)
+        .name(name)
+        .input(serde_json::to_string(request)?)
+        .send()
+        .await
+        .context("starting the deployment")?
+        .execution_arn)
+}
+
+/// The outcome line the install document printed on each host of a command.
+pub async fn host_outcomes(config: &SdkConfig, command_id: &str) -> Result<Vec<HostOutcome>> {
+    let ssm = aws_sdk_ssm::Client::new(config);
+    let mut outcomes = Vec::new();
+    let mut pages = ssm
+        .list_command_invocations()
+        .command_id(command_id)
+        .details(true)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        for invocation in page?.command_invocations() {
+            let output = invocation
+                .command_plugins()
+                .first()
+                .and_then(|p| p.output())
+                .unwrap_or_default();
+            outcomes.push(HostOutcome {
+                instance_id: invocation.instance_id().unwrap_or_default().to_string(),
+                status: invocation
+                    .status()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
+                outcome: output
+                    .lines()
+                    .rev()
+                    .find_map(|line| serde_json::from_str::<Value>(line.trim()).ok())
+                    .filter(Value::is_object),
+            });
+        }
+    }
+    Ok(outcomes)
+}
+
+#[derive(Debug, Clone)]
+pub struct HostOutcome {
+    pub instance_id: String,
+    pub status: String,
+    /// The document's JSON outcome line, when it printed one.
+    pub outcome: Option<Value>,
+}
+
+/// True when the private key installed on a host matches its certificate (openssl's view).
+pub fn key_matches_certificate(root: &Path, cert_name: &str) -> Result<bool> {
+    let public_key = |args: &[&str], file: PathBuf| -> Result<Vec<u8>> {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .arg("-in")
+            .arg(&file)
+            .output()
+            .context("running openssl")?;
+        ensure!(
+            out.status.success(),
+            "openssl could not read {}",
+            file.display()
+        );
+        Ok(out.stdout)
+    };
+    let from_cert = public_key(
+        &["x509", "-noout", "-pubkey"],
+        root.join(format!("etc/ssl/certs/{cert_name}-cert.pem")),
+    )?;
+    let from_key = public_key(
+        &["pkey", "-pubout"],
+        root.join(format!("etc/ssl/private/{cert_name}-privkey.pem")),
+    )?;
+    Ok(from_cert == from_key)
+}
+
+/// The serial of the certificate installed on a host, if any.
+pub fn installed_serial(root: &Path, cert_name: &str) -> Option<String> {
+    let pem =
+        std::fs::read_to_string(root.join(format!("etc/ssl/certs/{cert_name}-cert.pem"))).ok()?;
+    certship_shared::pem::pem_serial(&pem)
+}
+
+/// Waits for an execution of the state machine other than those in `known`.
+pub async fn next_execution(
+    config: &SdkConfig,
+    state_machine_arn: &str,
+    known: &[String],
+) -> Result<String> {
+    let sfn = aws_sdk_sfn::Client::new(config);
+    for _ in 0..120 {
+        let executions = sfn
+            .list_executions()
+            .state_machine_arn(state_machine_arn)
+            .send()
+            .await?;
+        if let Some(new) = executions
+            .executions()
+            .iter()
+            .find(|e| !known.iter().any(|k| k == e.execution_arn()))
+        {
+            return Ok(new.execution_arn().to_string());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    bail!("no new execution started within 30 s")
+}
+
+struct Steps {
+    total: usize,
+    done: usize,
+}
+
+impl Steps {
+    fn next(&mut self, title: &str) {
+        self.done += 1;
+        println!("\n[{}/{}] {title}", self.done, self.total);
+    }
+}
+
+fn say(line: &str) {
+    for part in line.lines() {
+        println!("      {part}");
+    }
+}
+
+/// Runs the demo on a local cloud of its own.
+pub async fn run(options: LocalOptions) -> Result<()> {
+    let mut steps = Steps { total: 9, done: 0 };
+    println!("certship demo: the whole workflow on the local cloud, no AWS account needed");
+
+    steps.next("Starting the local cloud");
+    let cloud = LocalCloud::start(options).await?;
+    say(&format!(
+        "moto server (port {}) behind the gateway at {}",
+        cloud.moto_port, cloud.endpoint
+    ));
+    say(
+        "provisioned: the state machine, the install document, the mapping table, the renewal rule",
+    );
+    let result = tokio::select! {
+        result = scenario(&cloud, &mut steps) => result,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
+    steps.next("Stopping the local cloud");
+    cloud.stop().await;
+    say("moto, the gateway and every host script are stopped");
+    match &result {
+        Ok(()) => println!("\nDemo complete: every step happened as it should."),
+        Err(e) => println!("\nDemo FAILED: {e:#}"),
+    }
+    result
+}
+
+async fn scenario(cloud: &LocalCloud, steps: &mut Steps) -> Result<()> {
+    let config = cloud.sdk_config();
+    let ec2 = aws_sdk_ec2::Client::new(config);
+    let cert_name = "web";
+
+    steps.next("Requesting an exportable certificate from ACM");
+    let arn = request_certificate(config, "www.demo.certship.test").await?;
+    say(&format!("{arn} is ISSUED, with export enabled"));
+
+    steps.next("Adding three hosts: two tagged env=dev, one env=prod");
+    let mut dev = Vec::new();
+    for env in ["dev", "dev", "prod"] {
+        let tags = BTreeMap::from([("env".to_string(), env.to_string())]);
+        let host = hosts::add(&ec2, &cloud.hosts, &tags, hosts::Simulation::Healthy).await?;
+        say(&format!(
+            "{} env={env}  files under {}",
+            host.instance_id,
+            cloud.hosts.root(&host.instance_id).display()
+        ));
+        if env == "dev" {
+            dev.push(host.instance_id);
+        }
+    }
+    let prod = cloud
+        .hosts
+        .list()
+        .into_iter()
+        .find(|h| h.tags.get("env").map(String::as_str) == Some("prod"))
+        .context("the prod host")?;
+
+    steps.next("Deploying the certificate to env=dev, with the input the API takes");
+    let request = request(&arn, cert_name, ("env", "dev"), Some("nginx"));
+    say(&serde_json::to_string(&request)?);
+    let execution = start_deployment(config, &cloud.state_machine_arn, &request).await?;
+    say(&format!("execution {execution}"));
+
+    steps.next("Following the execution, state by state");
+    let ending = follow_and_print(config, &execution).await?;
+    ensure!(
+        ending.succeeded(),
+        "the deployment ended {:?}: {:?} {:?}",
+        ending.status,
+        ending.error,
+        ending.cause
+    );
+    let output = ending.output.context("the execution has no output")?;
+    let serial = output["Export"]["Serial"]
+        .as_str()
+        .context("no serial")?
+        .to_string();
+    let command_id = output["Dispatch"]["CommandId"]
+        .as_str()
+        .context("no command")?
+        .to_string();
+
+    steps.next("What each dev host did, and what it has on disk");
+    show_hosts(cloud, &command_id, &dev, cert_name, &serial).await?;
+    let prod_root = cloud.hosts.root(&prod.instance_id);
+    ensure!(
+        !prod_root.join("etc/ssl").exists(),
+        "the prod host {} got files",
+        prod.instance_id
+    );
+    say(&format!(
+        "{} (env=prod): untouched, no certificate files",
+        prod.instance_id
+    ));
+
+    steps.next("Renewing the certificate in ACM");
+    let renewed = crate::local::renewal::renew(&cloud.endpoint, config, &arn).await?;
+    ensure!(
+        !certship_shared::pem::same_serial(&renewed.serial, &serial),
+        "the renewal kept serial {serial}"
+    );
+    say(&format!(
+        "same ARN, new serial {}, valid until {}",
+        renewed.serial, renewed.not_after
+    ));
+    say(
+        "ACM's \"ACM Certificate Available\" (RENEWAL) event went onto the bus; the rule routes it to renewal-trigger",
+    );
+
+    steps.next("Following the redeployment that renewal-trigger started");
+    let renewal = next_execution(config, &cloud.state_machine_arn, &[execution]).await?;
+    say(&format!("execution {renewal}"));
+    let ending = follow_and_print(config, &renewal).await?;
+    ensure!(
+        ending.succeeded(),
+        "the redeployment ended {:?}: {:?} {:?}",
+        ending.status,
+        ending.error,
+        ending.cause
+    );
+    let output = ending.output.context("the execution has no output")?;
+    let command_id = output["Dispatch"]["CommandId"]
+        .as_str()
+        .context("no command")?;
+    show_hosts(cloud, command_id, &dev, cert_name, &renewed.serial).await?;
+    ensure!(
+        !prod_root.join("etc/ssl").exists(),
+        "the prod host got files on renewal"
+    );
+    say(&format!("{} (env=prod): still untouched", prod.instance_id));
+    Ok(())
+}
+
+async fn follow_and_print(config: &SdkConfig, execution: &str) -> Result<Ending> {
+    let limit = Duration::from_secs(600);
+    tokio::time::timeout(
+        limit,
+        follow::follow(&aws_sdk_sfn::Client::new(config), execution, say),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("{execution} did not end within {} s", limit.as_secs()))?
+}
+
+async fn show_hosts(
+    cloud: &LocalCloud,
+    command_id: &str,
+    dev: &[String],
+    cert_name: &str,
+    serial: &str,
+) -> Result<()> {
+    let outcomes = host_outcomes(cloud.sdk_config(), command_id).await?;
+    for instance_id in dev {
+        let outcome = outcomes
+            .iter()
+            .find(|o| &o.instance_id == instance_id)
+            .with_context(|| format!("{instance_id} has no invocation"))?;
+        let line = outcome.outcome.clone().unwrap_or_default();
+        say(&format!(
+            "{instance_id}: {} | {} serial {} | changed {} | reloaded {}",
+            outcome.status, line["status"], line["serial"], line["changed"], line["reloaded"]
+        ));
+        ensure!(
+            outcome.status == "Success",
+            "{instance_id} ended {}",
+            outcome.status
+        );
+        let root = cloud.hosts.root(instance_id);
+        for (file, mode) in installed_files(cert_name) {
+            use std::os::unix::fs::PermissionsExt;
+            let meta = std::fs::metadata(root.join(&file))
+                .with_context(|| format!("{instance_id} has no /{file}"))?;
+            let actual = meta.permissions().mode() & 0o777;
+            ensure!(actual == mode, "/{file} has mode {actual:o}, not {mode:o}");
+            say(&format!("  /{file}  {actual:o}  {} bytes", meta.len()));
+        }
+        let installed = installed_serial(&root, cert_name).context("unreadable certificate")?;
+        ensure!(
+            certship_shared::pem::same_serial(&installed, serial),
+            "{instance_id} has serial {installed}, expected {serial}"
+        );
+        ensure!(
+            key_matches_certificate(&root, cert_name)?,
+            "{instance_id}: the key does not match the certificate"
+        );
+        say("  openssl: the private key matches the certificate");
+    }
+    Ok(())
+}

@@ -1,0 +1,331 @@
+//! Starting and stopping the local cloud: moto server behind the gateway, provisioned from the
+//! project's files, with renewal events drained into renewal-trigger.
+
+use super::functions::{Function, FunctionSettings, Functions};
+use super::gateway::Gateway;
+use super::hosts::Hosts;
+use super::provision::{self, Provisioned};
+use super::run_command::{HostEnvironment, RunCommand};
+use anyhow::{Context, Result, bail};
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use certship_shared::config::{ReloadAllowlist, RequestRules};
+use dispatch_install::CommandSettings;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The systemctl every simulated host runs.
+const SYSTEMCTL: &str = include_str!("../../assets/systemctl");
+
+/// How to start a local cloud.
+#[derive(Debug, Clone)]
+pub struct LocalOptions {
+    /// The certship checkout whose files are provisioned and whose `.venv` runs moto.
+    pub project_dir: PathBuf,
+    /// Where hosts and run-time files live (`.certship/local` by default).
+    pub state_dir: PathBuf,
+    /// The gateway's port (`MOTO_PORT`); a free one when `None`.
+    pub port: Option<u16>,
+    pub region: String,
+    pub allowed_reload_services: String,
+    /// The install command's settings, as the template's parameters give them in AWS.
+    pub command: CommandSettings,
+}
+
+impl LocalOptions {
+    pub fn new(project_dir: impl Into<PathBuf>) -> Self {
+        let project_dir = project_dir.into();
+        Self {
+            state_dir: project_dir.join(".certship/local"),
+            project_dir,
+            port: None,
+            region: "us-east-1".into(),
+            allowed_reload_services: "nginx,apache2,httpd,haproxy".into(),
+            command: CommandSettings::from_lookup(|_| None)
+                .unwrap_or_else(|e| unreachable!("the defaults are valid: {e}")),
+        }
+    }
+}
+
+/// A running local cloud. Dropping it stops everything it started.
+pub struct LocalCloud {
+    pub endpoint: String,
+    pub port: u16,
+    pub moto_port: u16,
+    pub region: String,
+    pub state_machine_arn: String,
+    pub table_name: String,
+    pub hosts: Hosts,
+    pub functions: Arc<Functions>,
+    config: SdkConfig,
+    run_command: Arc<RunCommand>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    moto: tokio::process::Child,
+}
+
+/// SDK configuration for an endpoint of the local cloud, with its dummy credentials.
+pub async fn sdk_config(endpoint: &str, region: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new(region.to_string()))
+        .credentials_provider(aws_sdk_sfn::config::Credentials::new(
+            "testing",
+            "testing",
+            None,
+            None,
+            "certship-local",
+        ))
+        .load()
+        .await
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn current_owner() -> Option<(String, String)> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return None;
+    }
+    let id = |flag: &str| {
+        std::process::Command::new("id")
+            .arg(flag)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    Some((id("-un")?, id("-gn")?))
+}
+
+async fn start_moto(
+    project: &Path,
+    state_dir: &Path,
+    moto_port: u16,
+    gateway_port: u16,
+) -> Result<tokio::process::Child> {
+    let log_path = state_dir.join("moto.log");
+    let log = std::fs::File::create(&log_path)
+        .with_context(|| format!("creating {}", log_path.display()))?;
+    let python = project.join(".venv/bin/python");
+    if !python.exists() {
+        bail!(
+            "{} is missing: run `make venv` first (it installs moto from requirements.txt)",
+            python.display()
+        );
+    }
+    let mut child = tokio::process::Command::new(&python)
+        .arg(project.join("scripts/moto_server.py"))
+        .arg(moto_port.to_string())
+        // moto's Step Functions calls Lambda and the rest at localhost:$MOTO_PORT: the gateway.
+        .env("MOTO_PORT", gateway_port.to_string())
+        .env("MOTO_ACM_VALIDATION_WAIT", "0")
+        .env("CERTSHIP_SFN_EXECUTE", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", python.display()))?;
+    let stdout = child.stdout.take().context("moto's stdout")?;
+    let mut line = String::new();
+    let read = tokio::time::timeout(
+        Duration::from_secs(60),
+        BufReader::new(stdout).read_line(&mut line),
+    )
+    .await;
+    if !matches!(read, Ok(Ok(_))) || line.trim() != "ready" {
+        let _ = child.kill().await;
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(15).collect();
+        bail!(
+            "moto server did not start on port {moto_port}; the end of {}:\n{}",
+            log_path.display(),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
+    Ok(child)
+}
+
+/// Switches on moto's Step Functions execution (idempotent with moto_server.py doing it too).
+async fn enable_execution(moto_port: u16) -> Result<()> {
+    super::http::post_json(
+        &format!("http://127.0.0.1:{moto_port}/moto-api/config"),
+        &serde_json::json!({"stepfunctions": {"execute_state_machine": true}}),
+    )
+    .await
+    .context("switching on Step Functions execution in moto")?;
+    Ok(())
+}
+
+/// The install document only writes below directories its `allowedPattern` accepts; a state
+/// directory whose path it refuses (spaces, `+`, too deep) would fail every host, so say so now.
+fn check_host_paths(project: &Path, hosts_dir: &Path) -> Result<()> {
+    let path = project.join(provision::DOCUMENT_PATH);
+    let document: serde_norway::Value = serde_norway::from_str(
+        &std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
+    )
+    .with_context(|| format!("parsing {}", path.display()))?;
+    let pattern = document["parameters"]["PrivateKeyDirectory"]["allowedPattern"]
+        .as_str()
+        .context("the install document has no PrivateKeyDirectory pattern")?;
+    let example = hosts_dir.join("i-0123456789abcdef0/etc/ssl/private");
+    if !regex::Regex::new(pattern)?.is_match(&example.display().to_string()) {
+        bail!(
+            "the install document refuses host paths like {} (its pattern is {pattern}); \
+             choose a plainer directory with --state-dir",
+            example.display()
+        );
+    }
+    Ok(())
+}
+
+impl LocalCloud {
+    /// Starts moto and the gateway, provisions everything, and returns once it all answers.
+    pub async fn start(options: LocalOptions) -> Result<Self> {
+        let project = options.project_dir.clone();
+        let port = match options.port {
+            Some(p) => p,
+            None => free_port()?,
+        };
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .with_context(|| {
+                format!("listening on 127.0.0.1:{port} (choose another port with --port)")
+            })?;
+        let moto_port = free_port()?;
+        let endpoint = format!("http://127.0.0.1:{port}");
+
+        // A fresh cloud: hosts of an earlier run belonged to instances that no longer exist.
+        let hosts = Hosts::new(options.state_dir.join("hosts"));
+        if hosts.dir().exists() {
+            std::fs::remove_dir_all(hosts.dir())
+                .with_context(|| format!("clearing {}", hosts.dir().display()))?;
+        }
+        std::fs::create_dir_all(hosts.dir())?;
+        let bin = options.state_dir.join("bin");
+        std::fs::create_dir_all(&bin)?;
+        let systemctl = bin.join("systemctl");
+        std::fs::write(&systemctl, SYSTEMCTL)?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&systemctl, std::fs::Permissions::from_mode(0o755))?;
+        }
+
+        check_host_paths(&project, hosts.dir())?;
+        let moto = start_moto(&project, &options.state_dir, moto_port, port).await?;
+        enable_execution(moto_port).await?;
+        let moto_config =
+            sdk_config(&format!("http://127.0.0.1:{moto_port}"), &options.region).await;
+        let config = sdk_config(&endpoint, &options.region).await;
+
+        let state_machine_arn = format!(
+            "arn:aws:states:{}:{}:stateMachine:{}",
+            options.region,
+            super::ACCOUNT_ID,
+            provision::STATE_MACHINE_NAME
+        );
+        let rules = RequestRules::new(
+            options.region.clone(),
+            ReloadAllowlist::parse(&options.allowed_reload_services)?,
+        );
+        let functions = Arc::new(Functions::new(
+            &config,
+            FunctionSettings {
+                table_name: provision::TABLE_NAME.into(),
+                event_bus_name: "default".into(),
+                state_machine_arn: state_machine_arn.clone(),
+                rules,
+                command: options.command.clone(),
+            },
+        ));
+        let run_command = Arc::new(RunCommand::new(
+            &moto_config,
+            hosts.clone(),
+            HostEnvironment {
+                endpoint: endpoint.clone(),
+                region: options.region.clone(),
+                path_prefix: vec![bin, project.join(".venv/bin")],
+                owner: current_owner(),
+            },
+        ));
+        let gateway = Arc::new(Gateway::new(
+            Arc::clone(&functions),
+            Arc::clone(&run_command),
+            moto_port,
+        ));
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut tasks = vec![tokio::spawn(gateway.serve(listener, shutdown_rx.clone()))];
+
+        let Provisioned {
+            state_machine_arn: created_arn,
+            renewal_queue_url,
+        } = provision::provision(&config, &project, &options.region).await?;
+        if created_arn != state_machine_arn {
+            bail!("the state machine is {created_arn}, expected {state_machine_arn}");
+        }
+        tasks.push(tokio::spawn(super::renewal::drain_renewal_queue(
+            aws_sdk_sqs::Client::new(&config),
+            renewal_queue_url,
+            Arc::clone(&functions),
+            shutdown_rx,
+        )));
+
+        Ok(Self {
+            endpoint,
+            port,
+            moto_port,
+            region: options.region,
+            state_machine_arn,
+            table_name: provision::TABLE_NAME.into(),
+            hosts,
+            functions,
+            config,
+            run_command,
+            shutdown,
+            tasks,
+            moto,
+        })
+    }
+
+    /// SDK configuration that reaches this cloud through the gateway.
+    pub fn sdk_config(&self) -> &SdkConfig {
+        &self.config
+    }
+
+    /// Invokes one of the functions as Lambda would.
+    pub async fn invoke(
+        &self,
+        function: Function,
+        payload: serde_json::Value,
+    ) -> Result<serde_json::Value, super::functions::FunctionError> {
+        self.functions.invoke(function, payload).await
+    }
+
+    /// Stops the gateway, every host script and moto.
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        self.run_command.shutdown();
+        for task in self.tasks.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+        let _ = self.moto.kill().await;
+    }
+}
+
+impl Drop for LocalCloud {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        self.run_command.shutdown();
+        let _ = self.moto.start_kill();
+    }
+}

@@ -1,0 +1,242 @@
+//! The four Lambdas of the local cloud: their real handlers, called in-process, with the error
+//! contract of Lambda's Invoke API, so the state machine's Retry and Catch behave as in AWS.
+
+use aws_config::SdkConfig;
+use certship_shared::CertshipError;
+use certship_shared::config::RequestRules;
+use certship_shared::lambda::decode;
+use serde_json::{Value, json};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// One of certship's functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Function {
+    ExportCertificate,
+    DispatchInstall,
+    CheckInstallStatus,
+    RenewalTrigger,
+}
+
+impl Function {
+    pub const ALL: [Function; 4] = [
+        Function::ExportCertificate,
+        Function::DispatchInstall,
+        Function::CheckInstallStatus,
+        Function::RenewalTrigger,
+    ];
+
+    /// The function's name in the local cloud.
+    pub fn name(self) -> &'static str {
+        match self {
+            Function::ExportCertificate => "certship-export-certificate",
+            Function::DispatchInstall => "certship-dispatch-install",
+            Function::CheckInstallStatus => "certship-check-install-status",
+            Function::RenewalTrigger => "certship-renewal-trigger",
+        }
+    }
+
+    /// The state machine's `DefinitionSubstitutions` key for this function, if a Task calls it.
+    pub fn substitution(self) -> Option<&'static str> {
+        match self {
+            Function::ExportCertificate => Some("ExportCertificateFunctionArn"),
+            Function::DispatchInstall => Some("DispatchInstallFunctionArn"),
+            Function::CheckInstallStatus => Some("CheckInstallStatusFunctionArn"),
+            Function::RenewalTrigger => None,
+        }
+    }
+
+    pub fn arn(self, region: &str) -> String {
+        format!(
+            "arn:aws:lambda:{region}:{}:function:{}",
+            super::ACCOUNT_ID,
+            self.name()
+        )
+    }
+
+    /// Resolves what Invoke's `FunctionName` accepts: a name, a partial or a full ARN, with or
+    /// without a `:qualifier`.
+    pub fn resolve(function_name: &str) -> Option<Self> {
+        let name = match function_name.split_once(":function:") {
+            Some((_, rest)) => rest,
+            None => function_name.rsplit(':').next().unwrap_or(function_name),
+        };
+        let name = name.split(':').next().unwrap_or(name);
+        Self::ALL.into_iter().find(|f| f.name() == name)
+    }
+}
+
+/// A function error as Lambda reports it: `X-Amz-Function-Error` plus this body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionError {
+    pub error_type: String,
+    pub error_message: String,
+}
+
+impl FunctionError {
+    pub fn body(&self) -> Value {
+        json!({ "errorType": self.error_type, "errorMessage": self.error_message })
+    }
+}
+
+impl From<CertshipError> for FunctionError {
+    fn from(err: CertshipError) -> Self {
+        Self {
+            error_type: err.name().to_string(),
+            error_message: err.to_string(),
+        }
+    }
+}
+
+/// The settings the functions take from their environment in AWS.
+#[derive(Debug, Clone)]
+pub struct FunctionSettings {
+    pub table_name: String,
+    pub event_bus_name: String,
+    pub state_machine_arn: String,
+    pub rules: RequestRules,
+    pub command: dispatch_install::CommandSettings,
+}
+
+/// The functions with their state, built once like a warm Lambda container.
+pub struct Functions {
+    export: export_certificate::AppState,
+    dispatch: dispatch_install::AppState,
+    check: check_install_status::AppState,
+    renewal: renewal_trigger::AppState,
+    faults: Mutex<HashMap<Function, VecDeque<FunctionError>>>,
+}
+
+impl Functions {
+    pub fn new(config: &SdkConfig, settings: FunctionSettings) -> Self {
+        Self {
+            export: export_certificate::AppState::new(config, settings.rules.clone()),
+            dispatch: dispatch_install::AppState {
+                dynamodb: aws_sdk_dynamodb::Client::new(config),
+                ssm: aws_sdk_ssm::Client::new(config),
+                table_name: settings.table_name.clone(),
+                rules: settings.rules,
+                command: settings.command,
+            },
+            check: check_install_status::AppState::new(
+                config,
+                settings.table_name.clone(),
+                settings.event_bus_name,
+            ),
+            renewal: renewal_trigger::AppState {
+                dynamodb: aws_sdk_dynamodb::Client::new(config),
+                sfn: aws_sdk_sfn::Client::new(config),
+                table_name: settings.table_name,
+                state_machine_arn: settings.state_machine_arn,
+            },
+            faults: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Makes the next `times` invocations of `function` fail with `error_type` before its handler
+    /// runs, as a throttled or failing dependency would.
+    pub fn inject_error(&self, function: Function, error_type: &str, times: usize) {
+        let mut faults = self.faults.lock().unwrap_or_else(|p| p.into_inner());
+        let queue = faults.entry(function).or_default();
+        for _ in 0..times {
+            queue.push_back(FunctionError {
+                error_type: error_type.to_string(),
+                error_message: format!("injected by the local cloud: {error_type}"),
+            });
+        }
+    }
+
+    fn take_fault(&self, function: Function) -> Option<FunctionError> {
+        let mut faults = self.faults.lock().unwrap_or_else(|p| p.into_inner());
+        faults.get_mut(&function).and_then(VecDeque::pop_front)
+    }
+
+    /// Invokes `function` with `payload` as Lambda would: the handler's result, or its error.
+    pub async fn invoke(&self, function: Function, payload: Value) -> Result<Value, FunctionError> {
+        let started = Instant::now();
+        let result = match self.take_fault(function) {
+            Some(fault) => Err(fault),
+            None => self.run(function, payload).await,
+        };
+        let elapsed_ms = started.elapsed().as_millis();
+        match &result {
+            Ok(_) => tracing::info!(function = function.name(), elapsed_ms, "invoked"),
+            Err(e) => tracing::warn!(
+                function = function.name(),
+                elapsed_ms,
+                error_type = %e.error_type,
+                error_message = %e.error_message,
+                "invocation failed"
+            ),
+        }
+        result
+    }
+
+    async fn run(&self, function: Function, payload: Value) -> Result<Value, FunctionError> {
+        fn output<T: serde::Serialize>(value: T) -> Result<Value, FunctionError> {
+            serde_json::to_value(value).map_err(|e| FunctionError {
+                error_type: "Runtime.SerializationError".into(),
+                error_message: e.to_string(),
+            })
+        }
+        match function {
+            Function::ExportCertificate => {
+                output(export_certificate::handler(&self.export, decode(payload)?).await?)
+            }
+            Function::DispatchInstall => {
+                output(dispatch_install::handler(&self.dispatch, decode(payload)?).await?)
+            }
+            Function::CheckInstallStatus => {
+                output(check_install_status::handler(&self.check, decode(payload)?).await?)
+            }
+            Function::RenewalTrigger => {
+                output(renewal_trigger::handler(&self.renewal, decode(payload)?).await?)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn function_names_resolve_from_every_form_invoke_accepts() {
+        let arn = Function::DispatchInstall.arn("us-east-1");
+        assert_eq!(
+            Function::resolve(&arn),
+            Some(Function::DispatchInstall),
+            "{arn}"
+        );
+        assert_eq!(
+            Function::resolve(&format!("{arn}:$LATEST")),
+            Some(Function::DispatchInstall)
+        );
+        assert_eq!(
+            Function::resolve("certship-renewal-trigger"),
+            Some(Function::RenewalTrigger)
+        );
+        assert_eq!(
+            Function::resolve("123456789012:function:certship-export-certificate"),
+            Some(Function::ExportCertificate)
+        );
+        assert_eq!(Function::resolve("certship-other"), None);
+        assert_eq!(
+            Function::resolve("arn:aws:lambda:us-east-1:1:function:x"),
+            None
+        );
+    }
+
+    #[test]
+    fn errors_carry_the_stable_name_the_state_machine_matches() {
+        let err = FunctionError::from(CertshipError::NoTargets("no host has env=qa".into()));
+        assert_eq!(err.body()["errorType"], "NoTargets");
+        assert!(
+            err.body()["errorMessage"]
+                .as_str()
+                .unwrap()
+                .contains("env=qa")
+        );
+    }
+}

@@ -1,0 +1,227 @@
+//! The local cloud's front door on `MOTO_PORT`: Lambda Invoke for certship's functions and SSM
+//! Run Command are served here; every other request is forwarded to moto unchanged.
+
+use super::functions::{Function, Functions};
+use super::run_command::{self, RunCommand};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{Value, json};
+use std::convert::Infallible;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+type Body = Full<Bytes>;
+
+pub struct Gateway {
+    pub functions: Arc<Functions>,
+    pub run_command: Arc<RunCommand>,
+    moto_port: u16,
+    client: Client<HttpConnector, Body>,
+}
+
+impl Gateway {
+    pub fn new(functions: Arc<Functions>, run_command: Arc<RunCommand>, moto_port: u16) -> Self {
+        Self {
+            functions,
+            run_command,
+            moto_port,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    /// Accepts connections until `shutdown` turns true.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        loop {
+            let stream = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        continue;
+                    }
+                },
+                _ = shutdown.changed() => return,
+            };
+            let this = Arc::clone(&self);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let this = Arc::clone(&this);
+                    async move { Ok::<_, Infallible>(this.handle(req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    }
+
+    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        let (parts, body) = req.into_parts();
+        let body = match body.collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => return plain(StatusCode::BAD_REQUEST, &format!("unreadable body: {e}")),
+        };
+        let path = parts.uri.path().to_string();
+        if let Some(function_name) = invoke_target(&path) {
+            return self.invoke(&function_name, &body).await;
+        }
+        let target = parts
+            .headers
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if let Some(operation) = target.strip_prefix("AmazonSSM.")
+            && run_command::OPERATIONS.contains(&operation)
+        {
+            return match self.run_command.call(operation, &body).await {
+                Ok(value) => json_response(StatusCode::OK, &value, "application/x-amz-json-1.1"),
+                Err(e) => json_response(
+                    StatusCode::BAD_REQUEST,
+                    &json!({"__type": e.code, "message": e.message}),
+                    "application/x-amz-json-1.1",
+                ),
+            };
+        }
+        self.forward(parts, body).await
+    }
+
+    async fn invoke(&self, function_name: &str, body: &[u8]) -> Response<Body> {
+        let Some(function) = Function::resolve(function_name) else {
+            let mut response = json_response(
+                StatusCode::NOT_FOUND,
+                &json!({"Type": "User", "message": format!("Function not found: {function_name}")}),
+                "application/json",
+            );
+            response.headers_mut().insert(
+                "x-amzn-errortype",
+                hyper::header::HeaderValue::from_static("ResourceNotFoundException"),
+            );
+            return response;
+        };
+        let payload: Value = if body.is_empty() {
+            json!({})
+        } else {
+            match serde_json::from_slice(body) {
+                Ok(v) => v,
+                Err(e) => {
+                    let mut response = json_response(
+                        StatusCode::BAD_REQUEST,
+                        &json!({"Type": "User", "message": format!("Could not parse request body into json: {e}")}),
+                        "application/json",
+                    );
+                    response.headers_mut().insert(
+                        "x-amzn-errortype",
+                        hyper::header::HeaderValue::from_static("InvalidRequestContentException"),
+                    );
+                    return response;
+                }
+            }
+        };
+        let mut response = match self.functions.invoke(function, payload).await {
+            Ok(value) => json_response(StatusCode::OK, &value, "application/json"),
+            Err(error) => {
+                let mut response = json_response(StatusCode::OK, &error.body(), "application/json");
+                response.headers_mut().insert(
+                    "x-amz-function-error",
+                    hyper::header::HeaderValue::from_static("Unhandled"),
+                );
+                response
+            }
+        };
+        response.headers_mut().insert(
+            "x-amz-executed-version",
+            hyper::header::HeaderValue::from_static("$LATEST"),
+        );
+        response
+    }
+
+    async fn forward(&self, parts: hyper::http::request::Parts, body: Bytes) -> Response<Body> {
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        let uri = format!("http://127.0.0.1:{}{path_and_query}", self.moto_port);
+        let mut builder = Request::builder().method(parts.method).uri(uri);
+        for (name, value) in &parts.headers {
+            builder = builder.header(name, value);
+        }
+        let request = match builder.body(Full::new(body)) {
+            Ok(r) => r,
+            Err(e) => return plain(StatusCode::BAD_GATEWAY, &e.to_string()),
+        };
+        match self.client.request(request).await {
+            Ok(response) => {
+                let (parts, body) = response.into_parts();
+                match body.collect().await {
+                    Ok(b) => Response::from_parts(parts, Full::new(b.to_bytes())),
+                    Err(e) => plain(StatusCode::BAD_GATEWAY, &format!("moto: {e}")),
+                }
+            }
+            Err(e) => plain(
+                StatusCode::BAD_GATEWAY,
+                &format!("moto is unreachable: {e}"),
+            ),
+        }
+    }
+}
+
+/// The function name of a Lambda Invoke path, `/2015-03-31/functions/{name}/invocations`.
+fn invoke_target(path: &str) -> Option<String> {
+    let name = path
+        .strip_prefix("/2015-03-31/functions/")?
+        .strip_suffix("/invocations")?;
+    Some(
+        percent_encoding::percent_decode_str(name)
+            .decode_utf8_lossy()
+            .into_owned(),
+    )
+}
+
+fn json_response(status: StatusCode, value: &Value, content_type: &'static str) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(value.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
+    );
+    response
+}
+
+fn plain(status: StatusCode, text: &str) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(text.to_string())));
+    *response.status_mut() = status;
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invoke_paths_name_their_function() {
+        assert_eq!(
+            invoke_target(
+                "/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A123456789012%3Afunction%3Acertship-dispatch-install/invocations"
+            )
+            .as_deref(),
+            Some("arn:aws:lambda:us-east-1:123456789012:function:certship-dispatch-install")
+        );
+        assert_eq!(
+            invoke_target("/2015-03-31/functions/x/invocations").as_deref(),
+            Some("x")
+        );
+        assert_eq!(invoke_target("/2015-03-31/functions/x/configuration"), None);
+        assert_eq!(invoke_target("/"), None);
+    }
+}

@@ -1,0 +1,177 @@
+//! Simulated hosts: an EC2 instance in the emulator plus a directory that is the host's
+//! filesystem (`<state>/hosts/<instance-id>/`), where the install document writes and nowhere else.
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// How a simulated host behaves when a command reaches it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Simulation {
+    /// Runs the document and reloads services normally.
+    #[default]
+    Healthy,
+    /// Its `systemctl reload-or-restart` fails, so the document rolls back and fails.
+    ReloadFails,
+    /// Its SSM Agent is offline: commands stay pending until their delivery timeout.
+    Offline,
+}
+
+/// What the local cloud knows about a simulated host, kept in `<host>/host.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HostInfo {
+    pub instance_id: String,
+    pub tags: BTreeMap<String, String>,
+    #[serde(default)]
+    pub simulate: Simulation,
+}
+
+/// The hosts directory of a local cloud.
+#[derive(Debug, Clone)]
+pub struct Hosts {
+    dir: PathBuf,
+}
+
+const HOST_FILE: &str = "host.json";
+
+impl Hosts {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The host's filesystem root.
+    pub fn root(&self, instance_id: &str) -> PathBuf {
+        self.dir.join(instance_id)
+    }
+
+    /// A host's description, or `None` for an instance that is not a simulated host.
+    pub fn load(&self, instance_id: &str) -> Option<HostInfo> {
+        if !is_instance_id(instance_id) {
+            return None;
+        }
+        let text = std::fs::read_to_string(self.root(instance_id).join(HOST_FILE)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    pub fn save(&self, host: &HostInfo) -> Result<PathBuf> {
+        if !is_instance_id(&host.instance_id) {
+            bail!("{:?} is not an instance id", host.instance_id);
+        }
+        let root = self.root(&host.instance_id);
+        std::fs::create_dir_all(root.join("tmp"))
+            .with_context(|| format!("creating {}", root.display()))?;
+        std::fs::write(root.join(HOST_FILE), serde_json::to_vec_pretty(host)?)?;
+        Ok(root)
+    }
+
+    /// Every simulated host, in instance id order.
+    pub fn list(&self) -> Vec<HostInfo> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut hosts: Vec<HostInfo> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| self.load(&e.file_name().to_string_lossy()))
+            .collect();
+        hosts.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
+        hosts
+    }
+}
+
+fn is_instance_id(id: &str) -> bool {
+    id.strip_prefix("i-")
+        .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+/// Parses `KEY=VALUE` as the CLI's `--tag` takes it.
+pub fn parse_tag(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))?;
+    certship_shared::validate::validate_tag_key(key).map_err(|e| e.to_string())?;
+    certship_shared::validate::validate_tag_value(value).map_err(|e| e.to_string())?;
+    Ok((key.to_string(), value.to_string()))
+}
+
+/// Launches an instance with `tags` in the emulator and gives it a host directory.
+pub async fn add(
+    ec2: &aws_sdk_ec2::Client,
+    hosts: &Hosts,
+    tags: &BTreeMap<String, String>,
+    simulate: Simulation,
+) -> Result<HostInfo> {
+    use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+    let mut spec = TagSpecification::builder().resource_type(ResourceType::Instance);
+    for (key, value) in tags {
+        spec = spec.tags(Tag::builder().key(key).value(value).build());
+    }
+    let out = ec2
+        .run_instances()
+        // Any image id will do in the emulator; this one is in moto's catalogue.
+        .image_id("ami-12c6146b")
+        .min_count(1)
+        .max_count(1)
+        .tag_specifications(spec.build())
+        .send()
+        .await
+        .context("launching the host's instance (is the local cloud running?)")?;
+    let instance_id = out
+        .instances()
+        .first()
+        .and_then(|i| i.instance_id())
+        .context("RunInstances returned no instance")?
+        .to_string();
+    let host = HostInfo {
+        instance_id,
+        tags: tags.clone(),
+        simulate,
+    };
+    hosts.save(&host)?;
+    Ok(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_round_trip_and_foreign_names_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let hosts = Hosts::new(dir.path());
+        let host = HostInfo {
+            instance_id: "i-0abc".into(),
+            tags: BTreeMap::from([("env".into(), "dev".into())]),
+            simulate: Simulation::ReloadFails,
+        };
+        hosts.save(&host).unwrap();
+        std::fs::create_dir(dir.path().join("not-a-host")).unwrap();
+        assert_eq!(hosts.load("i-0abc"), Some(host.clone()));
+        assert_eq!(hosts.load("../i-0abc"), None);
+        assert_eq!(hosts.list(), vec![host]);
+        assert!(
+            hosts
+                .save(&HostInfo {
+                    instance_id: "../x".into(),
+                    tags: BTreeMap::new(),
+                    simulate: Simulation::Healthy
+                })
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn tags_parse_with_the_aws_rules() {
+        assert_eq!(parse_tag("env=dev"), Ok(("env".into(), "dev".into())));
+        assert_eq!(parse_tag("env="), Ok(("env".into(), String::new())));
+        assert!(parse_tag("env").is_err());
+        assert!(parse_tag("=dev").is_err());
+        assert!(parse_tag("aws:x=1").is_err());
+    }
+}

@@ -1,0 +1,17 @@
+//! `certship local`: the whole system on one machine with no AWS account. moto server emulates
+//! the AWS APIs behind a gateway that serves certship's four Lambdas (their real handlers) and
+//! SSM Run Command (the real install document, run per simulated host).
+
+pub mod cloud;
+pub mod functions;
+pub mod gateway;
+pub mod hosts;
+pub mod http;
+pub mod provision;
+pub mod renewal;
+pub mod run_command;
+
+pub use cloud::{LocalCloud, LocalOptions, sdk_config};
+
+/// The account the emulator uses.
+pub const ACCOUNT_ID: &str = "123456789012";

@@ -1,0 +1,203 @@
+//! Provisions the local cloud from the project's own files: the state machine's ASL, the install
+//! document, the mapping table with its index, and the renewal rule's event pattern.
+
+use super::functions::Function;
+use anyhow::{Context, Result, bail};
+use aws_config::SdkConfig;
+use certship_shared::mapping::attr;
+use std::path::Path;
+
+pub const TABLE_NAME: &str = "certship-mappings";
+pub const DOCUMENT_NAME: &str = "Install-Certificate-Linux";
+pub const STATE_MACHINE_NAME: &str = "certship-certificate-deployment";
+pub const RENEWAL_RULE_NAME: &str = "certship-acm-renewal";
+/// EventBridge in the emulator cannot invoke Lambda, so the rule's target is this queue, which
+/// the local cloud drains into renewal-trigger.
+pub const RENEWAL_QUEUE_NAME: &str = "certship-local-renewal-events";
+
+pub const ASL_PATH: &str = "statemachine/certificate-deployment.asl.json";
+pub const DOCUMENT_PATH: &str = "ssm-documents/install-certificate-linux.yaml";
+pub const RULE_PATTERN_PATH: &str = "events/acm-renewal-rule-pattern.json";
+
+/// What provisioning created.
+#[derive(Debug, Clone)]
+pub struct Provisioned {
+    pub state_machine_arn: String,
+    pub renewal_queue_url: String,
+}
+
+/// The ASL with the function ARNs substituted, refusing any placeholder left over.
+pub fn state_machine_definition(project: &Path, region: &str) -> Result<String> {
+    let path = project.join(ASL_PATH);
+    let mut definition =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    for function in Function::ALL {
+        if let Some(key) = function.substitution() {
+            definition = definition.replace(&format!("${{{key}}}"), &function.arn(region));
+        }
+    }
+    if let Some(start) = definition.find("${") {
+        let rest = &definition[start..];
+        let end = rest.find('}').map_or(rest.len(), |i| i + 1);
+        bail!(
+            "{ASL_PATH} uses {} which the local cloud does not define",
+            &rest[..end]
+        );
+    }
+    serde_json::from_str::<serde_json::Value>(&definition)
+        .with_context(|| format!("{ASL_PATH} is not valid JSON"))?;
+    Ok(definition)
+}
+
+pub async fn provision(config: &SdkConfig, project: &Path, region: &str) -> Result<Provisioned> {
+    create_table(&aws_sdk_dynamodb::Client::new(config)).await?;
+    create_document(&aws_sdk_ssm::Client::new(config), project).await?;
+    let state_machine_arn = aws_sdk_sfn::Client::new(config)
+        .create_state_machine()
+        .name(STATE_MACHINE_NAME)
+        .definition(state_machine_definition(project, region)?)
+        .role_arn(format!(
+            "arn:aws:iam::{}:role/certship-state-machine",
+            super::ACCOUNT_ID
+        ))
+        .send()
+        .await
+        .context("creating the state machine")?
+        .state_machine_arn;
+    let renewal_queue_url = create_renewal_rule(config, project).await?;
+    Ok(Provisioned {
+        state_machine_arn,
+        renewal_queue_url,
+    })
+}
+
+async fn create_table(dynamodb: &aws_sdk_dynamodb::Client) -> Result<()> {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+        Projection, ProjectionType, ScalarAttributeType,
+    };
+    let string = |n: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+    };
+    let key = |n: &str, t: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(t)
+            .build()
+    };
+    dynamodb
+        .create_table()
+        .table_name(TABLE_NAME)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(string(attr::PARTITION_KEY)?)
+        .attribute_definitions(string(attr::SORT_KEY)?)
+        .attribute_definitions(string(attr::CERTIFICATE_ARN)?)
+        .key_schema(key(attr::PARTITION_KEY, KeyType::Hash)?)
+        .key_schema(key(attr::SORT_KEY, KeyType::Range)?)
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(attr::BY_CERTIFICATE_ARN)
+                .key_schema(key(attr::CERTIFICATE_ARN, KeyType::Hash)?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()?,
+        )
+        .send()
+        .await
+        .context("creating the mapping table")?;
+    Ok(())
+}
+
+async fn create_document(ssm: &aws_sdk_ssm::Client, project: &Path) -> Result<()> {
+    let path = project.join(DOCUMENT_PATH);
+    let content =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    ssm.create_document()
+        .name(DOCUMENT_NAME)
+        .content(content)
+        .document_format(aws_sdk_ssm::types::DocumentFormat::Yaml)
+        .document_type(aws_sdk_ssm::types::DocumentType::Command)
+        .send()
+        .await
+        .context("creating the install document")?;
+    Ok(())
+}
+
+async fn create_renewal_rule(config: &SdkConfig, project: &Path) -> Result<String> {
+    let path = project.join(RULE_PATTERN_PATH);
+    let pattern =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let sqs = aws_sdk_sqs::Client::new(config);
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(RENEWAL_QUEUE_NAME)
+        .send()
+        .await
+        .context("creating the renewal queue")?
+        .queue_url
+        .context("CreateQueue returned no URL")?;
+    let queue_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await?
+        .attributes
+        .and_then(|a| {
+            a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                .cloned()
+        })
+        .context("the renewal queue has no ARN")?;
+    let events = aws_sdk_eventbridge::Client::new(config);
+    events
+        .put_rule()
+        .name(RENEWAL_RULE_NAME)
+        .event_pattern(pattern)
+        .description("ACM renewals reach renewal-trigger")
+        .send()
+        .await
+        .context("creating the renewal rule")?;
+    events
+        .put_targets()
+        .rule(RENEWAL_RULE_NAME)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("renewal-trigger")
+                .arn(queue_arn)
+                .build()?,
+        )
+        .send()
+        .await
+        .context("targeting the renewal rule")?;
+    Ok(queue_url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_left_in_the_asl_are_refused() {
+        let project = tempfile::tempdir().unwrap();
+        std::fs::create_dir(project.path().join("statemachine")).unwrap();
+        let write = |text: &str| std::fs::write(project.path().join(ASL_PATH), text).unwrap();
+
+        write(r#"{"States": {"A": {"Resource": "${DispatchInstallFunctionArn}"}}}"#);
+        let definition = state_machine_definition(project.path(), "eu-west-1").unwrap();
+        assert!(
+            definition.contains(
+                "arn:aws:lambda:eu-west-1:123456789012:function:certship-dispatch-install"
+            )
+        );
+
+        write(r#"{"States": {"A": {"Resource": "${SomethingElse}"}}}"#);
+        let err = state_machine_definition(project.path(), "eu-west-1").unwrap_err();
+        assert!(err.to_string().contains("${SomethingElse}"), "{err}");
+    }
+}

@@ -1,0 +1,123 @@
+//! Emulated ACM renewal: the emulator re-issues the certificate under the same ARN, and the
+//! "ACM Certificate Available" / `RENEWAL` event goes onto the bus, where the renewal rule (the
+//! template's pattern) routes it to a queue that the local cloud drains into renewal-trigger.
+
+use super::functions::{Function, Functions};
+use anyhow::{Context, Result, bail};
+use aws_config::SdkConfig;
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// What the emulator's renewal returned.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Renewed {
+    pub certificate_arn: String,
+    pub serial: String,
+    pub not_after: String,
+}
+
+/// Renews `certificate_arn` in the local cloud at `endpoint` and publishes ACM's event for it.
+pub async fn renew(endpoint: &str, config: &SdkConfig, certificate_arn: &str) -> Result<Renewed> {
+    let acm = aws_sdk_acm::Client::new(config);
+    let before = acm
+        .describe_certificate()
+        .certificate_arn(certificate_arn)
+        .send()
+        .await
+        .with_context(|| format!("{certificate_arn} is not a certificate in the local cloud"))?
+        .certificate
+        .context("DescribeCertificate returned nothing")?;
+    let renewed: Renewed = serde_json::from_value(
+        super::http::post_json(
+            &format!("{endpoint}/_certship/acm/renew"),
+            &json!({ "CertificateArn": certificate_arn }),
+        )
+        .await
+        .context("renewing in the emulator")?,
+    )
+    .context("the emulator's renewal answer")?;
+
+    let region = certificate_arn.split(':').nth(3).unwrap_or_default();
+    let detail = json!({
+        "Action": "RENEWAL",
+        "CertificateType": before.r#type().map_or("AMAZON_ISSUED", |t| t.as_str()),
+        "CommonName": before.domain_name().unwrap_or_default(),
+        "DomainValidationMethod": "DNS",
+        "CertificateCreatedDate": before.created_at().map(certship_shared::time::format_date_time),
+        "CertificateExpirationDate": renewed.not_after,
+        "InUse": true,
+        "Exported": true,
+    });
+    let events = aws_sdk_eventbridge::Client::from_conf(
+        aws_sdk_eventbridge::config::Builder::from(config)
+            .region(aws_config::Region::new(region.to_string()))
+            .build(),
+    );
+    let out = events
+        .put_events()
+        .entries(
+            aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                .source("aws.acm")
+                .detail_type("ACM Certificate Available")
+                .resources(certificate_arn)
+                .detail(detail.to_string())
+                .build(),
+        )
+        .send()
+        .await
+        .context("publishing the renewal event")?;
+    if out.failed_entry_count() > 0 {
+        bail!("the bus refused the renewal event: {:?}", out.entries());
+    }
+    Ok(renewed)
+}
+
+/// Delivers what the renewal rule sent to its queue to renewal-trigger, as EventBridge's Lambda
+/// target would, until `shutdown`.
+pub async fn drain_renewal_queue(
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    functions: Arc<Functions>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let received = tokio::select! {
+            r = sqs.receive_message().queue_url(&queue_url).max_number_of_messages(10).wait_time_seconds(1).send() => r,
+            _ = shutdown.changed() => return,
+        };
+        let messages = match received {
+            Ok(out) => out.messages.unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the renewal queue failed");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        for message in messages {
+            let event = message
+                .body()
+                .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok());
+            match event {
+                Some(event) => match functions.invoke(Function::RenewalTrigger, event).await {
+                    Ok(result) => tracing::info!(%result, "renewal event delivered"),
+                    Err(e) => {
+                        tracing::warn!(error_type = %e.error_type, error_message = %e.error_message, "renewal-trigger failed")
+                    }
+                },
+                None => tracing::warn!("the renewal queue held a message that is not an event"),
+            }
+            if let Some(handle) = message.receipt_handle() {
+                let _ = sqs
+                    .delete_message()
+                    .queue_url(&queue_url)
+                    .receipt_handle(handle)
+                    .send()
+                    .await;
+            }
+        }
+    }
+}

@@ -1,0 +1,606 @@
+//! End to end on the local cloud: the real state machine on moto's interpreter, the real handlers
+//! behind the gateway, the real install document run per simulated host. Each test starts a
+//! cloud of its own and asserts the execution's final status, its history, the mapping in
+//! DynamoDB and the files on every host.
+
+use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent, HistoryEventType};
+use certship_cli::demo::{
+    installed_files, installed_serial, key_matches_certificate, next_execution, request,
+    request_certificate, start_deployment,
+};
+use certship_cli::follow::{self, Ending};
+use certship_cli::local::functions::Function;
+use certship_cli::local::hosts::{self, Simulation};
+use certship_cli::local::{LocalCloud, LocalOptions, renewal};
+use certship_shared::DeploymentRequest;
+use certship_shared::mapping::{Mapping, request_key};
+use certship_testkit::assert_no_secret;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tempfile::TempDir;
+
+const CERT_NAME: &str = "web";
+
+/// A local cloud of the test's own, with its state in a temporary directory.
+struct Cloud {
+    cloud: LocalCloud,
+    _state: TempDir,
+}
+
+impl std::ops::Deref for Cloud {
+    type Target = LocalCloud;
+    fn deref(&self) -> &LocalCloud {
+        &self.cloud
+    }
+}
+
+async fn start(configure: impl FnOnce(&mut LocalOptions)) -> Cloud {
+    certship_testkit::moto::venv_python().expect("the project virtualenv");
+    let state = tempfile::Builder::new()
+        .prefix("certship-e2e-")
+        .tempdir()
+        .unwrap();
+    let mut options = LocalOptions::new(certship_testkit::moto::project_root());
+    options.state_dir = state.path().to_path_buf();
+    configure(&mut options);
+    let cloud = LocalCloud::start(options)
+        .await
+        .expect("the local cloud starts");
+    Cloud {
+        cloud,
+        _state: state,
+    }
+}
+
+impl Cloud {
+    async fn host(&self, env: &str, simulate: Simulation) -> String {
+        let tags = BTreeMap::from([("env".to_string(), env.to_string())]);
+        hosts::add(
+            &aws_sdk_ec2::Client::new(self.sdk_config()),
+            &self.hosts,
+            &tags,
+            simulate,
+        )
+        .await
+        .unwrap()
+        .instance_id
+    }
+
+    async fn certificate(&self) -> String {
+        request_certificate(self.sdk_config(), "www.e2e.certship.test")
+            .await
+            .unwrap()
+    }
+
+    /// Starts a deployment and follows it to its end.
+    async fn deploy(&self, request: &DeploymentRequest) -> (String, Ending) {
+        let execution = start_deployment(self.sdk_config(), &self.state_machine_arn, request)
+            .await
+            .unwrap();
+        let ending = self.wait(&execution).await;
+        (execution, ending)
+    }
+
+    async fn wait(&self, execution: &str) -> Ending {
+        tokio::time::timeout(
+            Duration::from_secs(120),
+            follow::follow(&self.sfn(), execution, |_| {}),
+        )
+        .await
+        .expect("the execution ends within 2 minutes")
+        .unwrap()
+    }
+
+    fn sfn(&self) -> aws_sdk_sfn::Client {
+        aws_sdk_sfn::Client::new(self.sdk_config())
+    }
+
+    async fn status(&self, execution: &str) -> ExecutionStatus {
+        self.sfn()
+            .describe_execution()
+            .execution_arn(execution)
+            .send()
+            .await
+            .unwrap()
+            .status
+    }
+
+    async fn history(&self, execution: &str) -> Vec<HistoryEvent> {
+        follow::history(&self.sfn(), execution).await.unwrap()
+    }
+
+    async fn mapping(&self, request: &DeploymentRequest) -> Option<Mapping> {
+        let item = aws_sdk_dynamodb::Client::new(self.sdk_config())
+            .get_item()
+            .table_name(&self.table_name)
+            .set_key(Some(request_key(request)))
+            .send()
+            .await
+            .unwrap()
+            .item?;
+        Some(Mapping::from_item(&item).unwrap())
+    }
+
+    fn has_files(&self, instance_id: &str) -> bool {
+        self.hosts.root(instance_id).join("etc/ssl").exists()
+    }
+
+    /// Asserts the host holds the certificate with `serial`, its key, with the right modes.
+    fn assert_installed(&self, instance_id: &str, serial: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let root = self.hosts.root(instance_id);
+        for (file, mode) in installed_files(CERT_NAME) {
+            let meta = std::fs::metadata(root.join(&file))
+                .unwrap_or_else(|e| panic!("{instance_id}: /{file}: {e}"));
+            assert_eq!(meta.permissions().mode() & 0o777, mode, "/{file}");
+        }
+        let installed = installed_serial(&root, CERT_NAME).unwrap();
+        assert!(
+            certship_shared::pem::same_serial(&installed, serial),
+            "{instance_id} has {installed}, expected {serial}"
+        );
+        assert!(key_matches_certificate(&root, CERT_NAME).unwrap());
+    }
+}
+
+/// The states entered, in order.
+fn states_entered(history: &[HistoryEvent]) -> Vec<String> {
+    history
+        .iter()
+        .filter_map(|e| e.state_entered_event_details())
+        .map(|d| d.name().to_string())
+        .collect()
+}
+
+/// The errors of failed Lambda invocations, in order.
+fn lambda_errors(history: &[HistoryEvent]) -> Vec<String> {
+    history
+        .iter()
+        .filter(|e| *e.r#type() == HistoryEventType::LambdaFunctionFailed)
+        .filter_map(|e| e.lambda_function_failed_event_details())
+        .map(|d| d.error().unwrap_or_default().to_string())
+        .collect()
+}
+
+fn serial_of(ending: &Ending) -> String {
+    ending.output.as_ref().expect("output")["Export"]["Serial"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_certificate_reaches_every_host_with_the_tag_and_no_other() {
+    let cloud = start(|_| {}).await;
+    let dev = [
+        cloud.host("dev", Simulation::Healthy).await,
+        cloud.host("dev", Simulation::Healthy).await,
+    ];
+    let prod = cloud.host("prod", Simulation::Healthy).await;
+    let arn = cloud.certificate().await;
+    let request = request(&arn, CERT_NAME, ("env", "dev"), Some("nginx"));
+
+    let (execution, ending) = cloud.deploy(&request).await;
+
+    assert!(ending.succeeded(), "{ending:?}");
+    assert_eq!(cloud.status(&execution).await, ExecutionStatus::Succeeded);
+    let states = states_entered(&cloud.history(&execution).await);
+    assert_eq!(
+        &states[..5],
+        [
+            "Record execution",
+            "Export certificate",
+            "Dispatch install command",
+            "Wait for hosts",
+            "Check install status"
+        ]
+    );
+    assert_eq!(states.last().map(String::as_str), Some("Deployed"));
+    let serial = serial_of(&ending);
+    let install = &ending.output.as_ref().unwrap()["Install"];
+    assert_eq!(install["Hosts"]["Total"], 2);
+    assert_eq!(install["Hosts"]["Succeeded"], 2);
+
+    let mapping = cloud.mapping(&request).await.expect("the mapping");
+    assert_eq!(mapping.serial.as_deref(), Some(serial.as_str()));
+    assert_eq!(mapping.reload_service.as_deref(), Some("nginx"));
+    let last = mapping.last_deployment.expect("the last deployment");
+    assert_eq!(last.status, "Success");
+    assert_eq!((last.succeeded, last.failed), (2, 0));
+    assert_eq!(last.execution_arn.as_deref(), Some(execution.as_str()));
+
+    for host in &dev {
+        cloud.assert_installed(host, &serial);
+        let reloads =
+            std::fs::read_to_string(cloud.hosts.root(host).join("var/log/systemctl.log")).unwrap();
+        assert_eq!(reloads.trim(), "reload-or-restart nginx");
+    }
+    assert!(!cloud.has_files(&prod), "the prod host was touched");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_whose_reload_fails_rolls_back_and_fails_the_execution() {
+    // Both hosts start at once, so the healthy one installs whatever the other does.
+    let cloud = start(|o| o.command.max_concurrency = "100%".into()).await;
+    let healthy = cloud.host("dev", Simulation::Healthy).await;
+    let broken = cloud.host("dev", Simulation::ReloadFails).await;
+    let arn = cloud.certificate().await;
+    let request = request(&arn, CERT_NAME, ("env", "dev"), Some("nginx"));
+
+    let (execution, ending) = cloud.deploy(&request).await;
+
+    assert_eq!(ending.status, ExecutionStatus::Failed);
+    assert_eq!(ending.error.as_deref(), Some("InstallFailed"));
+    assert!(
+        ending
+            .cause
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("1 of 2 hosts failed"),
+        "{ending:?}"
+    );
+    assert_eq!(cloud.status(&execution).await, ExecutionStatus::Failed);
+    let history = cloud.history(&execution).await;
+    assert_eq!(
+        states_entered(&history).last().map(String::as_str),
+        Some("Install failed")
+    );
+    let check_output = history
+        .iter()
+        .rev()
+        .filter_map(|e| e.state_exited_event_details())
+        .find(|d| d.name() == follow::CHECK_STATE)
+        .and_then(|d| d.output())
+        .expect("the last check's output");
+    let state: serde_json::Value = serde_json::from_str(check_output).unwrap();
+    let failures = state["Install"]["Failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0]["InstanceId"], broken.as_str());
+    assert!(
+        failures[0]["Output"]
+            .as_str()
+            .unwrap()
+            .contains("rolled back"),
+        "{failures:?}"
+    );
+
+    let last = cloud
+        .mapping(&request)
+        .await
+        .unwrap()
+        .last_deployment
+        .unwrap();
+    assert_eq!(last.status, "Failed");
+    assert_eq!((last.succeeded, last.failed), (1, 1));
+    cloud.assert_installed(&healthy, &serial_of_export(&history));
+    // A fresh host that cannot reload is left as it was: without certificate files.
+    assert!(
+        !cloud
+            .hosts
+            .root(&broken)
+            .join("etc/ssl/certs/web-cert.pem")
+            .exists(),
+        "the broken host kept the new certificate"
+    );
+}
+
+/// The serial export-certificate returned, from the history.
+fn serial_of_export(history: &[HistoryEvent]) -> String {
+    let output = history
+        .iter()
+        .filter_map(|e| e.state_exited_event_details())
+        .find(|d| d.name() == follow::EXPORT_STATE)
+        .and_then(|d| d.output())
+        .unwrap();
+    serde_json::from_str::<serde_json::Value>(output).unwrap()["Export"]["Serial"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tag_no_host_carries_fails_with_no_targets() {
+    let cloud = start(|_| {}).await;
+    let dev = cloud.host("dev", Simulation::Healthy).await;
+    let arn = cloud.certificate().await;
+    let request = request(&arn, CERT_NAME, ("env", "qa"), None);
+
+    let (execution, ending) = cloud.deploy(&request).await;
+
+    assert_eq!(ending.status, ExecutionStatus::Failed);
+    assert_eq!(ending.error.as_deref(), Some("NoTargets"));
+    assert!(ending.cause.unwrap_or_default().contains("env=qa"));
+    let history = cloud.history(&execution).await;
+    assert!(lambda_errors(&history).contains(&"NoTargets".to_string()));
+    assert_eq!(
+        states_entered(&history).last().map(String::as_str),
+        Some("Deployment failed")
+    );
+    let last = cloud
+        .mapping(&request)
+        .await
+        .unwrap()
+        .last_deployment
+        .unwrap();
+    assert_eq!(last.status, "NoTargets");
+    assert!(!cloud.has_files(&dev));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_that_never_answers_times_the_install_out_at_the_deadline() {
+    let cloud = start(|o| o.command.deadline_seconds = 6).await;
+    let offline = cloud.host("dev", Simulation::Offline).await;
+    let arn = cloud.certificate().await;
+    let request = request(&arn, CERT_NAME, ("env", "dev"), None);
+
+    let (execution, ending) = cloud.deploy(&request).await;
+
+    assert_eq!(ending.status, ExecutionStatus::Failed);
+    assert_eq!(ending.error.as_deref(), Some("InstallTimedOut"));
+    let history = cloud.history(&execution).await;
+    let checks = states_entered(&history)
+        .iter()
+        .filter(|s| *s == follow::CHECK_STATE)
+        .count();
+    assert!(checks >= 2, "polled {checks} times before the deadline");
+    let last = cloud
+        .mapping(&request)
+        .await
+        .unwrap()
+        .last_deployment
+        .unwrap();
+    assert_eq!(last.status, "InstallTimedOut");
+    assert!(!cloud.has_files(&offline));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unexportable_certificate_fails_before_anything_is_written() {
+    use aws_sdk_acm::types::{CertificateExport, CertificateOptions};
+    let cloud = start(|_| {}).await;
+    let dev = cloud.host("dev", Simulation::Healthy).await;
+    let arn = aws_sdk_acm::Client::new(cloud.sdk_config())
+        .request_certificate()
+        .domain_name("private.e2e.certship.test")
+        .options(
+            CertificateOptions::builder()
+                .export(CertificateExport::Disabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .certificate_arn
+        .unwrap();
+    let request = request(&arn, CERT_NAME, ("env", "dev"), None);
+
+    let (execution, ending) = cloud.deploy(&request).await;
+
+    assert_eq!(ending.status, ExecutionStatus::Failed);
+    assert_eq!(
+        ending.error.as_deref(),
+        Some("CertificateNotExportable"),
+        "{ending:?}"
+    );
+    let states = states_entered(&cloud.history(&execution).await);
+    assert!(
+        !states.iter().any(|s| s == follow::DISPATCH_STATE),
+        "{states:?}"
+    );
+    assert!(cloud.mapping(&request).await.is_none());
+    let secrets = aws_sdk_secretsmanager::Client::new(cloud.sdk_config())
+        .list_secrets()
+        .send()
+        .await
+        .unwrap();
+    assert!(secrets.secret_list().is_empty());
+    assert!(!cloud.has_files(&dev));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_throttled_function_is_retried_by_the_state_machine() {
+    let cloud = start(|_| {}).await;
+    let dev = cloud.host("dev", Simulation::Healthy).await;
+    let arn = cloud.certificate().await;
+    cloud
+        .functions
+        .inject_error(Function::ExportCertificate, "Throttled", 2);
+    let request = request(&arn, CERT_NAME, ("env", "dev"), None);
+
+    let (execution, ending) = cloud.deploy(&request).await;
+
+    assert!(ending.succeeded(), "{ending:?}");
+    let history = cloud.history(&execution).await;
+    assert_eq!(lambda_errors(&history), ["Throttled", "Throttled"]);
+    let scheduled = history
+        .iter()
+        .filter(|e| *e.r#type() == HistoryEventType::LambdaFunctionScheduled)
+        .count();
+    // Export three times (two throttled), dispatch once, check at least once.
+    assert!(scheduled >= 5, "{scheduled} invocations");
+    cloud.assert_installed(&dev, &serial_of(&ending));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_renewal_redeploys_the_new_serial_to_the_same_hosts() {
+    let cloud = start(|_| {}).await;
+    let dev = cloud.host("dev", Simulation::Healthy).await;
+    let arn = cloud.certificate().await;
+    let request = request(&arn, CERT_NAME, ("env", "dev"), Some("nginx"));
+    let (first, ending) = cloud.deploy(&request).await;
+    assert!(ending.succeeded(), "{ending:?}");
+    let old_serial = serial_of(&ending);
+
+    let renewed = renewal::renew(&cloud.endpoint, cloud.sdk_config(), &arn)
+        .await
+        .unwrap();
+    let execution = next_execution(cloud.sdk_config(), &cloud.state_machine_arn, &[first])
+        .await
+        .unwrap();
+    let ending = cloud.wait(&execution).await;
+
+    assert!(ending.succeeded(), "{ending:?}");
+    let new_serial = serial_of(&ending);
+    assert!(certship_shared::pem::same_serial(
+        &new_serial,
+        &renewed.serial
+    ));
+    assert!(!certship_shared::pem::same_serial(&new_serial, &old_serial));
+    let input: DeploymentRequest = serde_json::from_str(
+        cloud
+            .sfn()
+            .describe_execution()
+            .execution_arn(&execution)
+            .send()
+            .await
+            .unwrap()
+            .input()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(input.trigger, certship_shared::Trigger::Renewal);
+    assert_eq!(input.reload_service.as_deref(), Some("nginx"));
+    cloud.assert_installed(&dev, &new_serial);
+    let mapping = cloud.mapping(&request).await.unwrap();
+    assert_eq!(mapping.serial.as_deref(), Some(new_serial.as_str()));
+    assert_eq!(
+        mapping.last_deployment.unwrap().execution_arn.as_deref(),
+        Some(execution.as_str())
+    );
+    // The previous set stays beside the new one.
+    let previous = cloud
+        .hosts
+        .root(&dev)
+        .join("etc/ssl/certs/web-cert.pem.previous");
+    let previous_serial =
+        certship_shared::pem::pem_serial(&std::fs::read_to_string(previous).unwrap()).unwrap();
+    assert!(certship_shared::pem::same_serial(
+        &previous_serial,
+        &old_serial
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_renewal_event_delivered_twice_starts_one_execution_per_mapping() {
+    let cloud = start(|_| {}).await;
+    cloud.host("dev", Simulation::Healthy).await;
+    cloud.host("qa", Simulation::Healthy).await;
+    let arn = cloud.certificate().await;
+    for env in ["dev", "qa"] {
+        let (_, ending) = cloud
+            .deploy(&request(&arn, CERT_NAME, ("env", env), None))
+            .await;
+        assert!(ending.succeeded(), "{ending:?}");
+    }
+    let mut event: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            certship_testkit::moto::project_root()
+                .join("events/acm-certificate-available-renewal.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    event["resources"] = serde_json::json!([arn]);
+
+    // EventBridge delivers at least once: the same event, twice.
+    let first = cloud
+        .invoke(Function::RenewalTrigger, event.clone())
+        .await
+        .unwrap();
+    let second = cloud.invoke(Function::RenewalTrigger, event).await.unwrap();
+
+    let executions = cloud
+        .sfn()
+        .list_executions()
+        .state_machine_arn(&cloud.state_machine_arn)
+        .send()
+        .await
+        .unwrap();
+    let renewals: Vec<_> = executions
+        .executions()
+        .iter()
+        .filter(|e| e.name().starts_with("renewal-"))
+        .collect();
+    assert_eq!(renewals.len(), 2, "{first} / {second}");
+    assert_eq!(first["Started"], 2, "{first}");
+    assert_eq!(second["Started"], 0, "{second}");
+    assert_eq!(second["AlreadyStarted"], 2, "{second}");
+    for execution in renewals {
+        let ending = cloud.wait(execution.execution_arn()).await;
+        assert!(ending.succeeded(), "{ending:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_passphrase_or_key_reaches_the_history_the_table_or_the_command() {
+    let cloud = start(|_| {}).await;
+    cloud.host("dev", Simulation::Healthy).await;
+    let arn = cloud.certificate().await;
+    let request = request(&arn, CERT_NAME, ("env", "dev"), None);
+    let (execution, ending) = cloud.deploy(&request).await;
+    assert!(ending.succeeded(), "{ending:?}");
+    let output = ending.output.unwrap();
+
+    let secret: serde_json::Value = serde_json::from_str(
+        aws_sdk_secretsmanager::Client::new(cloud.sdk_config())
+            .get_secret_value()
+            .secret_id(output["Export"]["SecretArn"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .secret_string()
+            .unwrap(),
+    )
+    .unwrap();
+    let passphrase = secret["passphrase"].as_str().unwrap();
+    let key_lines: Vec<&str> = secret["encrypted_private_key"]
+        .as_str()
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("-----") && l.len() >= 16)
+        .collect();
+    let mut secrets = vec![passphrase];
+    secrets.extend(key_lines.iter().copied());
+
+    let history = cloud.history(&execution).await;
+    assert!(history.len() > 10);
+    assert_no_secret("the execution history", &format!("{history:?}"), &secrets);
+    let items = aws_sdk_dynamodb::Client::new(cloud.sdk_config())
+        .scan()
+        .table_name(&cloud.table_name)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(items.count(), 1);
+    assert_no_secret(
+        "the mapping table",
+        &format!("{:?}", items.items()),
+        &secrets,
+    );
+    let commands = aws_sdk_ssm::Client::new(cloud.sdk_config())
+        .list_commands()
+        .command_id(output["Dispatch"]["CommandId"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let parameters = format!("{:?}", commands.commands()[0].parameters());
+    assert!(parameters.contains("SecretVersionId"), "{parameters}");
+    assert_no_secret("the command's parameters", &parameters, &secrets);
+    let invocations = aws_sdk_ssm::Client::new(cloud.sdk_config())
+        .list_command_invocations()
+        .command_id(output["Dispatch"]["CommandId"].as_str().unwrap())
+        .details(true)
+        .send()
+        .await
+        .unwrap();
+    assert_no_secret(
+        "the hosts' command output",
+        &format!("{invocations:?}"),
+        &secrets,
+    );
+    // The script's private temporary directory is gone from every host.
+    for host in cloud.hosts.list() {
+        let tmp = cloud.hosts.root(&host.instance_id).join("tmp");
+        let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
+        assert!(left.is_empty(), "{} left {left:?}", tmp.display());
+    }
+}
