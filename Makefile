@@ -7,7 +7,7 @@ PYTHON := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: help demo setup system-packages venv node-packages build test fmt-check clippy shellcheck asl-validate unit-and-integration clean
+.PHONY: help demo setup system-packages venv node-packages build test fmt-check clippy shellcheck asl-validate cfn-lint diagrams unit-and-integration clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -49,16 +49,23 @@ shellcheck: venv
 	@mkdir -p target
 	@$(PYTHON) -c 'import yaml; d = yaml.safe_load(open("ssm-documents/install-certificate-linux.yaml")); \
 	  print("\n".join(d["mainSteps"][0]["inputs"]["runCommand"]))' > target/install-certificate-linux.sh
-	shellcheck --shell=bash target/install-certificate-linux.sh scripts/*.sh cli/assets/systemctl .ci/run
+	shellcheck --shell=bash target/install-certificate-linux.sh scripts/*.sh cli/assets/systemctl diagrams/render.sh .ci/run
 
 # The Step Functions definition, checked against the Amazon States Language.
 asl-validate: node-packages
 	npx --no-install asl-validator --json-path statemachine/certificate-deployment.asl.json
 
+# The SAM template, with the SAM transform applied (cfn-lint does it offline).
+cfn-lint: venv
+	$(VENV)/bin/cfn-lint cloudformation/template.yaml
+
+diagrams: ## render diagrams/*.dot to SVG and PNG (needs graphviz)
+	diagrams/render.sh
+
 unit-and-integration: venv
 	cargo test --workspace
 
-test: setup fmt-check clippy shellcheck asl-validate unit-and-integration ## formatting, lints, unit and integration tests
+test: setup fmt-check clippy shellcheck asl-validate cfn-lint unit-and-integration ## formatting, lints, unit and integration tests
 
 clean: ## remove build output and the virtualenv
 	cargo clean
