@@ -73,3 +73,110 @@ fn the_renewal_rule_is_the_pattern_the_local_cloud_uses() {
     assert!(rule["Properties"]["DeadLetterConfig"].is_mapping());
     assert!(rule["Properties"]["RetryPolicy"].is_mapping());
 }
+
+/// moto has no TestEventPattern, so the pattern is tried the way it runs: a rule on a bus,
+/// routing the fixture events to a queue.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_renewal_rule_routes_acm_renewals_and_nothing_else() {
+    // given the template's rule on a bus, with a queue as its target
+    let template = template();
+    let rule = template["Resources"]["RenewalTriggerFunction"]["Properties"]["Events"]
+        .as_mapping()
+        .unwrap()
+        .values()
+        .find(|e| e["Type"] == "EventBridgeRule")
+        .unwrap()
+        .clone();
+    let pattern = serde_json::to_string(&rule["Properties"]["Pattern"]).unwrap();
+    let moto = certship_testkit::moto::Moto::start().unwrap();
+    let config = moto.sdk_config("us-east-1").await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let events = aws_sdk_eventbridge::Client::new(&config);
+    let queue_url = sqs
+        .create_queue()
+        .queue_name("routed")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let queue_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    events
+        .put_rule()
+        .name("renewal")
+        .event_pattern(pattern)
+        .send()
+        .await
+        .unwrap();
+    events
+        .put_targets()
+        .rule("renewal")
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("queue")
+                .arn(queue_arn)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    // when ACM's three kinds of event arrive
+    let fixtures = [
+        "acm-certificate-available-renewal.json",
+        "acm-certificate-available-issuance.json",
+        "acm-certificate-expiration-approaching.json",
+    ];
+    for fixture in fixtures {
+        let event: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(root().join("events").join(fixture)).unwrap(),
+        )
+        .unwrap();
+        let out = events
+            .put_events()
+            .entries(
+                aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                    .source(event["source"].as_str().unwrap())
+                    .detail_type(event["detail-type"].as_str().unwrap())
+                    .resources(event["resources"][0].as_str().unwrap())
+                    .detail(event["detail"].to_string())
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.failed_entry_count(), 0, "{fixture}");
+    }
+
+    // then only the renewal reaches the target
+    let mut routed = Vec::new();
+    for _ in 0..3 {
+        let received = sqs
+            .receive_message()
+            .queue_url(&queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        for message in received.messages() {
+            let event: serde_json::Value = serde_json::from_str(message.body().unwrap()).unwrap();
+            routed.push(format!(
+                "{} / {}",
+                event["detail-type"].as_str().unwrap_or_default(),
+                event["detail"]["Action"].as_str().unwrap_or_default()
+            ));
+        }
+    }
+    assert_eq!(routed, ["ACM Certificate Available / RENEWAL"]);
+}
