@@ -2,11 +2,6 @@
 //! mapping table and its index, tagged instances.
 
 use anyhow::{Context, Result, bail};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType,
-};
-use certship_shared::mapping::attr;
 
 /// Requests a certificate with `Options.Export = ENABLED` (or disabled) and waits until ACM
 /// (moto, with `MOTO_ACM_VALIDATION_WAIT=0`) reports it `ISSUED`.
@@ -46,38 +41,7 @@ pub async fn certificate(
 
 /// The mapping table with its `ByCertificateArn` index, as the stack defines it.
 pub async fn mapping_table(dynamodb: &aws_sdk_dynamodb::Client, name: &str) -> Result<()> {
-    let string = |n: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(n)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-    };
-    let key = |n: &str, t: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(n)
-            .key_type(t)
-            .build()
-    };
-    dynamodb
-        .create_table()
-        .table_name(name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(string(attr::PARTITION_KEY)?)
-        .attribute_definitions(string(attr::SORT_KEY)?)
-        .attribute_definitions(string(attr::CERTIFICATE_ARN)?)
-        .key_schema(key(attr::PARTITION_KEY, KeyType::Hash)?)
-        .key_schema(key(attr::SORT_KEY, KeyType::Range)?)
-        .global_secondary_indexes(
-            GlobalSecondaryIndex::builder()
-                .index_name(attr::BY_CERTIFICATE_ARN)
-                .key_schema(key(attr::CERTIFICATE_ARN, KeyType::Hash)?)
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::All)
-                        .build(),
-                )
-                .build()?,
-        )
+    certship_shared::mapping::create_table(dynamodb, name)?
         .send()
         .await?;
     Ok(())

@@ -97,16 +97,11 @@ impl Gateway {
 
     async fn invoke(&self, function_name: &str, body: &[u8]) -> Response<Body> {
         let Some(function) = Function::resolve(function_name) else {
-            let mut response = json_response(
+            return lambda_error(
                 StatusCode::NOT_FOUND,
-                &json!({"Type": "User", "message": format!("Function not found: {function_name}")}),
-                "application/json",
+                "ResourceNotFoundException",
+                format!("Function not found: {function_name}"),
             );
-            response.headers_mut().insert(
-                "x-amzn-errortype",
-                hyper::header::HeaderValue::from_static("ResourceNotFoundException"),
-            );
-            return response;
         };
         let payload: Value = if body.is_empty() {
             json!({})
@@ -114,16 +109,11 @@ impl Gateway {
             match serde_json::from_slice(body) {
                 Ok(v) => v,
                 Err(e) => {
-                    let mut response = json_response(
+                    return lambda_error(
                         StatusCode::BAD_REQUEST,
-                        &json!({"Type": "User", "message": format!("Could not parse request body into json: {e}")}),
-                        "application/json",
+                        "InvalidRequestContentException",
+                        format!("Could not parse request body into json: {e}"),
                     );
-                    response.headers_mut().insert(
-                        "x-amzn-errortype",
-                        hyper::header::HeaderValue::from_static("InvalidRequestContentException"),
-                    );
-                    return response;
                 }
             }
         };
@@ -194,6 +184,20 @@ fn json_response(status: StatusCode, value: &Value, content_type: &'static str) 
     response.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static(content_type),
+    );
+    response
+}
+
+/// An error of the Lambda service itself (not of the function), as its REST API returns one.
+fn lambda_error(status: StatusCode, error_type: &'static str, message: String) -> Response<Body> {
+    let mut response = json_response(
+        status,
+        &json!({"Type": "User", "message": message}),
+        "application/json",
+    );
+    response.headers_mut().insert(
+        "x-amzn-errortype",
+        hyper::header::HeaderValue::from_static(error_type),
     );
     response
 }

@@ -4,7 +4,6 @@
 use super::functions::Function;
 use anyhow::{Context, Result, bail};
 use aws_config::SdkConfig;
-use certship_shared::mapping::attr;
 use std::path::Path;
 
 pub const TABLE_NAME: &str = "certship-mappings";
@@ -72,42 +71,7 @@ pub async fn provision(config: &SdkConfig, project: &Path, region: &str) -> Resu
 }
 
 async fn create_table(dynamodb: &aws_sdk_dynamodb::Client) -> Result<()> {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
-        Projection, ProjectionType, ScalarAttributeType,
-    };
-    let string = |n: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(n)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-    };
-    let key = |n: &str, t: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(n)
-            .key_type(t)
-            .build()
-    };
-    dynamodb
-        .create_table()
-        .table_name(TABLE_NAME)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(string(attr::PARTITION_KEY)?)
-        .attribute_definitions(string(attr::SORT_KEY)?)
-        .attribute_definitions(string(attr::CERTIFICATE_ARN)?)
-        .key_schema(key(attr::PARTITION_KEY, KeyType::Hash)?)
-        .key_schema(key(attr::SORT_KEY, KeyType::Range)?)
-        .global_secondary_indexes(
-            GlobalSecondaryIndex::builder()
-                .index_name(attr::BY_CERTIFICATE_ARN)
-                .key_schema(key(attr::CERTIFICATE_ARN, KeyType::Hash)?)
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::All)
-                        .build(),
-                )
-                .build()?,
-        )
+    certship_shared::mapping::create_table(dynamodb, TABLE_NAME)?
         .send()
         .await
         .context("creating the mapping table")?;

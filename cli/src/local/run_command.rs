@@ -676,26 +676,8 @@ impl RunCommand {
             child
         };
         let group = child.id().map(|id| id as i32);
-        let read = |pipe: Option<tokio::process::ChildStdout>| {
-            tokio::spawn(async move {
-                let mut bytes = Vec::new();
-                if let Some(mut pipe) = pipe {
-                    let _ = pipe.read_to_end(&mut bytes).await;
-                }
-                bytes
-            })
-        };
-        let stdout = read(child.stdout.take());
-        let stderr = tokio::spawn({
-            let pipe = child.stderr.take();
-            async move {
-                let mut bytes = Vec::new();
-                if let Some(mut pipe) = pipe {
-                    let _ = pipe.read_to_end(&mut bytes).await;
-                }
-                bytes
-            }
-        });
+        let stdout = read_all(child.stdout.take());
+        let stderr = read_all(child.stderr.take());
         let waited = tokio::time::timeout(plan.execution_timeout, child.wait()).await;
         // Whatever the script left behind in its group goes too: SIGTERM first, so its EXIT
         // trap removes the private temporary directory, then SIGKILL.
@@ -994,6 +976,20 @@ fn new_command_id() -> String {
         &hex[16..20],
         &hex[20..32]
     )
+}
+
+/// Reads a pipe to its end in a task of its own, so the script's exit is not held up by it.
+fn read_all<R>(pipe: Option<R>) -> tokio::task::JoinHandle<Vec<u8>>
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut bytes = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut bytes).await;
+        }
+        bytes
+    })
 }
 
 /// Signals a process group; false when no process is left in it.
