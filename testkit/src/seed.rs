@@ -39,9 +39,10 @@ pub async fn certificate(
     bail!("{arn} never became ISSUED")
 }
 
-/// The mapping table with its `ByCertificateArn` index, as the stack defines it.
+/// The mapping table with its `ByCertificateArn` index, read from the SAM template.
 pub async fn mapping_table(dynamodb: &aws_sdk_dynamodb::Client, name: &str) -> Result<()> {
-    certship_shared::mapping::create_table(dynamodb, name)?
+    certship_stack::Template::load(&crate::moto::project_root())?
+        .create_mapping_table(dynamodb, name)?
         .send()
         .await?;
     Ok(())

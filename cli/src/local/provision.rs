@@ -1,9 +1,10 @@
 //! Provisions the local cloud from the project's own files: the state machine's ASL, the install
-//! document, the mapping table with its index, and the renewal rule's event pattern.
+//! document, and, from the SAM template itself, the mapping table and the renewal rule's pattern.
 
 use super::functions::Function;
 use anyhow::{Context, Result, bail};
 use aws_config::SdkConfig;
+use certship_stack::Template;
 use std::path::Path;
 
 pub const TABLE_NAME: &str = "certship-mappings";
@@ -16,7 +17,6 @@ pub const RENEWAL_QUEUE_NAME: &str = "certship-local-renewal-events";
 
 pub const ASL_PATH: &str = "statemachine/certificate-deployment.asl.json";
 pub const DOCUMENT_PATH: &str = "ssm-documents/install-certificate-linux.yaml";
-pub const RULE_PATTERN_PATH: &str = "events/acm-renewal-rule-pattern.json";
 
 /// What provisioning created.
 #[derive(Debug, Clone)]
@@ -49,7 +49,12 @@ pub fn state_machine_definition(project: &Path, region: &str) -> Result<String> 
 }
 
 pub async fn provision(config: &SdkConfig, project: &Path, region: &str) -> Result<Provisioned> {
-    create_table(&aws_sdk_dynamodb::Client::new(config)).await?;
+    let template = Template::load(project)?;
+    template
+        .create_mapping_table(&aws_sdk_dynamodb::Client::new(config), TABLE_NAME)?
+        .send()
+        .await
+        .context("creating the mapping table")?;
     create_document(&aws_sdk_ssm::Client::new(config), project).await?;
     let state_machine_arn = aws_sdk_sfn::Client::new(config)
         .create_state_machine()
@@ -63,19 +68,11 @@ pub async fn provision(config: &SdkConfig, project: &Path, region: &str) -> Resu
         .await
         .context("creating the state machine")?
         .state_machine_arn;
-    let renewal_queue_url = create_renewal_rule(config, project).await?;
+    let renewal_queue_url = create_renewal_rule(config, &template.renewal_rule_pattern()?).await?;
     Ok(Provisioned {
         state_machine_arn,
         renewal_queue_url,
     })
-}
-
-async fn create_table(dynamodb: &aws_sdk_dynamodb::Client) -> Result<()> {
-    certship_shared::mapping::create_table(dynamodb, TABLE_NAME)?
-        .send()
-        .await
-        .context("creating the mapping table")?;
-    Ok(())
 }
 
 async fn create_document(ssm: &aws_sdk_ssm::Client, project: &Path) -> Result<()> {
@@ -93,10 +90,7 @@ async fn create_document(ssm: &aws_sdk_ssm::Client, project: &Path) -> Result<()
     Ok(())
 }
 
-async fn create_renewal_rule(config: &SdkConfig, project: &Path) -> Result<String> {
-    let path = project.join(RULE_PATTERN_PATH);
-    let pattern =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+async fn create_renewal_rule(config: &SdkConfig, pattern: &str) -> Result<String> {
     let sqs = aws_sdk_sqs::Client::new(config);
     let queue_url = sqs
         .create_queue()

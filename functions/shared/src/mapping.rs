@@ -50,53 +50,6 @@ pub struct Mapping {
     pub last_deployment: Option<LastDeployment>,
 }
 
-/// CreateTable for the mapping table with its `ByCertificateArn` index (projection ALL), as the
-/// stack defines it: the one definition the local cloud and the tests create.
-pub fn create_table(
-    dynamodb: &aws_sdk_dynamodb::Client,
-    table_name: &str,
-) -> Result<
-    aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder,
-    aws_sdk_dynamodb::error::BuildError,
-> {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
-        Projection, ProjectionType, ScalarAttributeType,
-    };
-    let string = |n: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(n)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-    };
-    let key = |n: &str, t: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(n)
-            .key_type(t)
-            .build()
-    };
-    Ok(dynamodb
-        .create_table()
-        .table_name(table_name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(string(attr::PARTITION_KEY)?)
-        .attribute_definitions(string(attr::SORT_KEY)?)
-        .attribute_definitions(string(attr::CERTIFICATE_ARN)?)
-        .key_schema(key(attr::PARTITION_KEY, KeyType::Hash)?)
-        .key_schema(key(attr::SORT_KEY, KeyType::Range)?)
-        .global_secondary_indexes(
-            GlobalSecondaryIndex::builder()
-                .index_name(attr::BY_CERTIFICATE_ARN)
-                .key_schema(key(attr::CERTIFICATE_ARN, KeyType::Hash)?)
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::All)
-                        .build(),
-                )
-                .build()?,
-        ))
-}
-
 /// The primary key of a mapping.
 pub fn key(
     tag_key: &str,

@@ -1,0 +1,260 @@
+//! The SAM template as the one source of what the stack creates. The local cloud and the tests
+//! build the mapping table and the renewal rule from `cloudformation/template.yaml` itself, so
+//! what runs on a laptop is what runs in the account.
+
+use anyhow::{Context, Result, bail};
+use aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType,
+};
+use serde_norway::Value;
+use std::path::Path;
+
+/// Where the template lives, relative to the project root.
+pub const TEMPLATE_PATH: &str = "cloudformation/template.yaml";
+/// The logical id of the mapping table.
+pub const MAPPING_TABLE: &str = "MappingTable";
+/// The logical id of the function the ACM renewal rule invokes.
+pub const RENEWAL_TRIGGER_FUNCTION: &str = "RenewalTriggerFunction";
+
+/// The parsed template. Short-form intrinsics (`!Ref`, `!GetAtt`, `!Sub`) stay as tagged values.
+#[derive(Debug, Clone)]
+pub struct Template {
+    document: Value,
+}
+
+impl Template {
+    /// Reads `cloudformation/template.yaml` under `project`.
+    pub fn load(project: &Path) -> Result<Self> {
+        let path = project.join(TEMPLATE_PATH);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("reading {}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Self> {
+        let document: Value = serde_norway::from_str(text).context("not YAML")?;
+        if !document["Resources"].is_mapping() {
+            bail!("the template has no Resources");
+        }
+        Ok(Self { document })
+    }
+
+    /// The whole document, for checks that walk it.
+    pub fn document(&self) -> &Value {
+        &self.document
+    }
+
+    /// The `Properties` of resource `logical_id`, which must be of type `kind`.
+    pub fn properties(&self, logical_id: &str, kind: &str) -> Result<&Value> {
+        let resource = &self.document["Resources"][logical_id];
+        if resource["Type"].as_str() != Some(kind) {
+            bail!("the template has no {kind} named {logical_id}");
+        }
+        Ok(&resource["Properties"])
+    }
+
+    /// CreateTable for the mapping table exactly as the template declares its keys, attributes,
+    /// indexes and billing mode, under `table_name` (the stack lets CloudFormation name it).
+    pub fn create_mapping_table(
+        &self,
+        dynamodb: &aws_sdk_dynamodb::Client,
+        table_name: &str,
+    ) -> Result<CreateTableFluentBuilder> {
+        let table = self.properties(MAPPING_TABLE, "AWS::DynamoDB::Table")?;
+        let mut create = dynamodb
+            .create_table()
+            .table_name(table_name)
+            .billing_mode(BillingMode::from(text(table, "BillingMode")?));
+        for definition in list(table, "AttributeDefinitions")? {
+            create = create.attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(text(definition, "AttributeName")?)
+                    .attribute_type(ScalarAttributeType::from(text(
+                        definition,
+                        "AttributeType",
+                    )?))
+                    .build()?,
+            );
+        }
+        for element in key_schema(table)? {
+            create = create.key_schema(element);
+        }
+        let no_indexes = Vec::new();
+        let indexes = table["GlobalSecondaryIndexes"]
+            .as_sequence()
+            .unwrap_or(&no_indexes);
+        for index in indexes {
+            if index["ProvisionedThroughput"].is_mapping() {
+                bail!("{MAPPING_TABLE}: provisioned indexes are not supported here");
+            }
+            let projection = &index["Projection"];
+            let non_key_attributes = projection["NonKeyAttributes"].as_sequence().map(|names| {
+                names
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(String::from)
+                    .collect()
+            });
+            create = create.global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name(text(index, "IndexName")?)
+                    .set_key_schema(Some(key_schema(index)?))
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::from(text(
+                                projection,
+                                "ProjectionType",
+                            )?))
+                            .set_non_key_attributes(non_key_attributes)
+                            .build(),
+                    )
+                    .build()?,
+            );
+        }
+        Ok(create)
+    }
+
+    /// The event pattern of the renewal rule (the `EventBridgeRule` event of renewal-trigger),
+    /// as the JSON EventBridge takes.
+    pub fn renewal_rule_pattern(&self) -> Result<String> {
+        let function = self.properties(RENEWAL_TRIGGER_FUNCTION, "AWS::Serverless::Function")?;
+        let rule = function["Events"]
+            .as_mapping()
+            .into_iter()
+            .flat_map(|events| events.values())
+            .find(|event| event["Type"] == "EventBridgeRule")
+            .with_context(|| format!("{RENEWAL_TRIGGER_FUNCTION} has no EventBridgeRule event"))?;
+        let pattern: serde_json::Value = serde_json::to_value(&rule["Properties"]["Pattern"])
+            .context("the renewal rule's Pattern")?;
+        if !pattern.is_object() {
+            bail!("{RENEWAL_TRIGGER_FUNCTION}'s EventBridgeRule has no Pattern");
+        }
+        Ok(pattern.to_string())
+    }
+}
+
+fn text<'a>(value: &'a Value, field: &str) -> Result<&'a str> {
+    value[field]
+        .as_str()
+        .with_context(|| format!("{field} is not a plain string"))
+}
+
+fn list<'a>(value: &'a Value, field: &str) -> Result<&'a Vec<Value>> {
+    value[field]
+        .as_sequence()
+        .with_context(|| format!("{field} is not a list"))
+}
+
+fn key_schema(value: &Value) -> Result<Vec<KeySchemaElement>> {
+    list(value, "KeySchema")?
+        .iter()
+        .map(|element| {
+            Ok(KeySchemaElement::builder()
+                .attribute_name(text(element, "AttributeName")?)
+                .key_type(KeyType::from(text(element, "KeyType")?))
+                .build()?)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use certship_shared::mapping::attr;
+
+    fn template() -> Template {
+        Template::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("..")).unwrap()
+    }
+
+    fn dynamodb() -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::Config::builder()
+                .behavior_version_latest()
+                .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+                .build(),
+        )
+    }
+
+    fn keys(schema: &[KeySchemaElement]) -> Vec<(&str, &KeyType)> {
+        schema
+            .iter()
+            .map(|k| (k.attribute_name(), k.key_type()))
+            .collect()
+    }
+
+    #[test]
+    fn the_template_table_has_the_keys_and_index_the_code_reads_and_writes() {
+        let create = template()
+            .create_mapping_table(&dynamodb(), "certship-mappings")
+            .unwrap();
+        let input = create.as_input();
+        assert_eq!(input.get_table_name().as_deref(), Some("certship-mappings"));
+        assert_eq!(input.get_billing_mode(), &Some(BillingMode::PayPerRequest));
+        assert_eq!(
+            keys(input.get_key_schema().as_deref().unwrap()),
+            [
+                (attr::PARTITION_KEY, &KeyType::Hash),
+                (attr::SORT_KEY, &KeyType::Range)
+            ]
+        );
+        let indexes = input.get_global_secondary_indexes().as_deref().unwrap();
+        assert_eq!(indexes.len(), 1);
+        assert_eq!(indexes[0].index_name(), attr::BY_CERTIFICATE_ARN);
+        assert_eq!(
+            keys(indexes[0].key_schema()),
+            [(attr::CERTIFICATE_ARN, &KeyType::Hash)]
+        );
+        assert_eq!(
+            indexes[0].projection().and_then(|p| p.projection_type()),
+            Some(&ProjectionType::All),
+            "renewal-trigger reads whole mappings from the index"
+        );
+        let mut defined: Vec<_> = input
+            .get_attribute_definitions()
+            .as_deref()
+            .unwrap()
+            .iter()
+            .map(|d| (d.attribute_name(), d.attribute_type().clone()))
+            .collect();
+        defined.sort();
+        let mut expected = vec![
+            (attr::CERTIFICATE_ARN, ScalarAttributeType::S),
+            (attr::SORT_KEY, ScalarAttributeType::S),
+            (attr::PARTITION_KEY, ScalarAttributeType::S),
+        ];
+        expected.sort();
+        assert_eq!(defined, expected);
+    }
+
+    #[test]
+    fn the_renewal_pattern_selects_acm_renewals_by_the_fields_the_event_carries() {
+        let pattern: serde_json::Value =
+            serde_json::from_str(&template().renewal_rule_pattern().unwrap()).unwrap();
+        assert_eq!(pattern["source"], serde_json::json!(["aws.acm"]));
+        assert_eq!(
+            pattern["detail-type"],
+            serde_json::json!(["ACM Certificate Available"])
+        );
+        assert_eq!(pattern["detail"]["Action"], serde_json::json!(["RENEWAL"]));
+        assert!(
+            pattern["detail"].get("Exportable").is_none(),
+            "the real event carries Exported, not Exportable"
+        );
+    }
+
+    #[test]
+    fn a_template_without_the_table_or_the_rule_is_refused_by_name() {
+        let template =
+            Template::parse("Resources:\n  Other:\n    Type: AWS::SNS::Topic\n").unwrap();
+        let error = template
+            .create_mapping_table(&dynamodb(), "t")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("MappingTable"), "{error}");
+        let error = template.renewal_rule_pattern().unwrap_err().to_string();
+        assert!(error.contains("RenewalTriggerFunction"), "{error}");
+        assert!(Template::parse("Outputs: {}").is_err());
+    }
+}
