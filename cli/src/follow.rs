@@ -78,7 +78,7 @@ fn json(text: Option<&str>) -> Option<Value> {
     text.and_then(|t| serde_json::from_str(t).ok())
 }
 
-fn ending(event: &HistoryEvent) -> Option<Ending> {
+pub fn ending(event: &HistoryEvent) -> Option<Ending> {
     let (status, error, cause, output) = match event.r#type() {
         HistoryEventType::ExecutionSucceeded => (
             ExecutionStatus::Succeeded,

@@ -3,10 +3,13 @@
 use anyhow::{Context, Result, bail};
 use certship_cli::local::hosts::{self, Hosts, Simulation};
 use certship_cli::local::{LocalCloud, LocalOptions, renewal, sdk_config};
+use certship_cli::ops::watch::{Progress, Report};
+use certship_cli::ops::{self, AwsArgs, Deployment, OutputArgs, OutputFormat, StackArgs};
 use certship_cli::project::{CloudLock, RunningCloud, process_alive, project_dir};
 use certship_shared::config::env;
 use clap::{Args, Parser, Subcommand};
 use std::collections::{BTreeMap, HashMap};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -24,8 +27,139 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Deploy a certificate to every host with a tag (through the API or StartExecution)
+    Deploy(DeployArgs),
+    /// Follow a deployment until it ends, then show each host's result
+    Follow(FollowArgs),
+    /// The mappings: deployed serial, expiry, last deployment, renewals not yet deployed
+    Status(StatusArgs),
+    /// Recent deployments of a certificate, newest first
+    History(HistoryArgs),
+    /// Remove a mapping and its secret (the files already on hosts stay)
+    Unmap(UnmapArgs),
     /// Run certship on this machine, on an embedded AWS emulator: no account needed
     Local(LocalArgs),
+}
+
+#[derive(Args)]
+#[command(after_help = "Examples:
+  certship deploy --stack certship --certificate-arn arn:aws:acm:eu-west-1:111122223333:certificate/0d3f… \\
+      --name web --target env=prod --reload-service nginx --wait
+  certship deploy --api-url https://abc123.execute-api.eu-west-1.amazonaws.com/prod/export-cert …
+  certship deploy --direct --state-machine-arn arn:aws:states:…:stateMachine:… …
+
+Through the API, the request is signed (SigV4) with your usual AWS credentials, which need
+execute-api:Invoke on it; with --direct (or only --state-machine-arn), states:StartExecution.
+Exit codes with --wait: 0 deployed, 3 the deployment failed, 1 any other error.")]
+struct DeployArgs {
+    /// The ACM certificate to deploy
+    #[arg(long, value_name = "ARN")]
+    certificate_arn: String,
+    /// The file name on hosts: <NAME>-cert.pem, <NAME>-chain.pem, <NAME>-fullchain.pem, <NAME>-privkey.pem
+    #[arg(long, value_name = "NAME")]
+    name: String,
+    /// The hosts: every EC2 instance or managed node tagged KEY=VALUE
+    #[arg(long, value_name = "KEY=VALUE", value_parser = ops::parse_target)]
+    target: (String, String),
+    /// A systemd service to reload after the swap (must be in the stack's AllowedReloadServices)
+    #[arg(long, value_name = "UNIT")]
+    reload_service: Option<String>,
+    /// The deployment API's URL (default: the stack's ApiUrl output)
+    #[arg(long, value_name = "URL", env = ops::env::API_URL)]
+    api_url: Option<String>,
+    /// Start the execution with StartExecution rather than through the API
+    #[arg(long)]
+    direct: bool,
+    /// Follow the deployment until it ends (as `certship follow`)
+    #[arg(long)]
+    wait: bool,
+    #[command(flatten)]
+    stack: StackArgs,
+    #[command(flatten)]
+    aws: AwsArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(Args)]
+#[command(after_help = "Example:
+  certship follow arn:aws:states:eu-west-1:111122223333:execution:certship-certificate-deployment:web-1764000000000
+
+In a terminal it shows a live line (state, hosts done, time); piped, one line per step.
+Exit codes: 0 deployed, 3 the deployment failed, timed out or was aborted, 1 any other error.")]
+struct FollowArgs {
+    /// The execution, as `certship deploy` or `certship history` prints it
+    execution_arn: String,
+    #[command(flatten)]
+    aws: AwsArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(Args)]
+#[command(after_help = "Examples:
+  certship status --stack certship
+  certship status --certificate-arn arn:aws:acm:…:certificate/0d3f… --output json
+  certship status --target env=prod
+
+Expiry is highlighted under 30 days; ACM says \"newer serial\" when it renewed the certificate
+and that serial is not deployed yet.")]
+struct StatusArgs {
+    /// Only the mappings of this certificate
+    #[arg(long, value_name = "ARN")]
+    certificate_arn: Option<String>,
+    /// Only the mappings to this tag target
+    #[arg(long, value_name = "KEY=VALUE", value_parser = ops::parse_target)]
+    target: Option<(String, String)>,
+    #[command(flatten)]
+    stack: StackArgs,
+    #[command(flatten)]
+    aws: AwsArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(Args)]
+#[command(after_help = "Example:
+  certship history --stack certship --certificate-arn arn:aws:acm:…:certificate/0d3f… --limit 5")]
+struct HistoryArgs {
+    /// The certificate whose deployments to list
+    #[arg(long, value_name = "ARN")]
+    certificate_arn: String,
+    /// How many executions to show at most
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    limit: u16,
+    #[command(flatten)]
+    stack: StackArgs,
+    #[command(flatten)]
+    aws: AwsArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(Args)]
+#[command(after_help = "Example:
+  certship unmap --stack certship --certificate-arn arn:aws:acm:…:certificate/0d3f… --name web --target env=prod
+
+The secret is scheduled for deletion after 7 days (`aws secretsmanager restore-secret` brings it
+back). Renewals no longer reach the target; the files on its hosts stay until you remove them.")]
+struct UnmapArgs {
+    /// The mapped certificate
+    #[arg(long, value_name = "ARN")]
+    certificate_arn: String,
+    /// The name it was deployed under
+    #[arg(long, value_name = "NAME")]
+    name: String,
+    /// The tag target it was deployed to
+    #[arg(long, value_name = "KEY=VALUE", value_parser = ops::parse_target)]
+    target: (String, String),
+    /// Do not ask for confirmation
+    #[arg(long)]
+    yes: bool,
+    #[command(flatten)]
+    stack: StackArgs,
+    #[command(flatten)]
+    aws: AwsArgs,
 }
 
 #[derive(Args)]
@@ -332,8 +466,200 @@ fn down(state: &Path) -> Result<()> {
     )
 }
 
-async fn run(cli: Cli) -> Result<()> {
-    let Command::Local(local) = cli.command;
+/// The exit code of a deployment that ended other than in success.
+const DEPLOYMENT_FAILED: u8 = 3;
+
+fn colour(stream: &impl std::io::IsTerminal) -> bool {
+    stream.is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+/// Follows an execution, showing progress where someone watches, and prints the report.
+async fn follow_execution(
+    config: &aws_config::SdkConfig,
+    execution_arn: &str,
+    output: OutputFormat,
+) -> Result<ExitCode> {
+    let report: Report = match output {
+        OutputFormat::Text => {
+            let stdout = std::io::stdout();
+            let progress = if stdout.is_terminal() {
+                Progress::Live
+            } else {
+                Progress::Plain
+            };
+            ops::watch::watch(config, execution_arn, progress, &mut stdout.lock()).await?
+        }
+        OutputFormat::Json => {
+            let stderr = std::io::stderr();
+            let progress = if stderr.is_terminal() {
+                Progress::Live
+            } else {
+                Progress::Silent
+            };
+            ops::watch::watch(config, execution_arn, progress, &mut stderr.lock()).await?
+        }
+    };
+    match output {
+        OutputFormat::Text => println!("{}", report.text(colour(&std::io::stdout()))),
+        OutputFormat::Json => ops::print_json(&report.json())?,
+    }
+    Ok(if report.succeeded() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(DEPLOYMENT_FAILED)
+    })
+}
+
+async fn deploy(args: DeployArgs) -> Result<ExitCode> {
+    let config = ops::sdk_config(&args.aws).await?;
+    let request = ops::deploy::checked_request(
+        ops::region(&config),
+        &args.certificate_arn,
+        &args.name,
+        &args.target,
+        args.reload_service.as_deref(),
+    )?;
+    let deployment = Deployment::new(&config, &args.stack);
+    let (execution_arn, route) = ops::deploy::start(
+        &config,
+        &deployment,
+        args.api_url.as_deref(),
+        args.direct,
+        &request,
+    )
+    .await?;
+    match args.output.output {
+        OutputFormat::Text => {
+            println!("Started {execution_arn}");
+            if !args.wait {
+                println!("Follow it with: certship follow {execution_arn}");
+            }
+        }
+        OutputFormat::Json if !args.wait => ops::print_json(&serde_json::json!({
+            "executionArn": execution_arn,
+            "via": route.as_str(),
+        }))?,
+        OutputFormat::Json => {}
+    }
+    if args.wait {
+        return follow_execution(&config, &execution_arn, args.output.output).await;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn status(args: StatusArgs) -> Result<ExitCode> {
+    let config = ops::sdk_config(&args.aws).await?;
+    let table = Deployment::new(&config, &args.stack).table_name().await?;
+    let mappings = ops::status::mappings(
+        &config,
+        &table,
+        args.certificate_arn.as_deref(),
+        args.target.as_ref(),
+    )
+    .await?;
+    let rows = ops::status::rows(&config, mappings).await;
+    match args.output.output {
+        OutputFormat::Text => println!("{}", ops::status::text(&rows, colour(&std::io::stdout()))),
+        OutputFormat::Json => ops::print_json(&ops::status::json(&rows))?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn history(args: HistoryArgs) -> Result<ExitCode> {
+    let config = ops::sdk_config(&args.aws).await?;
+    let machine = Deployment::new(&config, &args.stack)
+        .state_machine_arn()
+        .await?;
+    let (entries, truncated) = ops::history::entries(
+        &config,
+        &machine,
+        &args.certificate_arn,
+        usize::from(args.limit),
+    )
+    .await?;
+    match args.output.output {
+        OutputFormat::Text => println!(
+            "{}",
+            ops::history::text(&entries, truncated, colour(&std::io::stdout()))
+        ),
+        OutputFormat::Json => ops::print_json(&ops::history::json(&entries))?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn unmap(args: UnmapArgs) -> Result<ExitCode> {
+    let config = ops::sdk_config(&args.aws).await?;
+    let table = Deployment::new(&config, &args.stack).table_name().await?;
+    let Some(mapping) = ops::unmap::find(
+        &config,
+        &table,
+        &args.certificate_arn,
+        &args.name,
+        &args.target,
+    )
+    .await?
+    else {
+        bail!(
+            "no mapping of {} named {} to {}={}; `certship status --certificate-arn {}` lists its mappings",
+            args.certificate_arn,
+            args.name,
+            args.target.0,
+            args.target.1,
+            args.certificate_arn
+        );
+    };
+    let what = format!(
+        "the mapping of {} as {} to hosts tagged {}={}",
+        mapping.certificate_arn,
+        mapping.cert_name,
+        mapping.target_tag_key,
+        mapping.target_tag_value
+    );
+    if !args.yes {
+        let stdin = std::io::stdin();
+        if !stdin.is_terminal() {
+            bail!("not removing {what} without confirmation: pass --yes");
+        }
+        eprint!(
+            "Remove {what}, and schedule its secret for deletion in {} days? Files on the hosts stay. [y/N] ",
+            ops::unmap::RECOVERY_WINDOW_DAYS
+        );
+        let mut answer = String::new();
+        stdin.read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            println!("Nothing removed.");
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    let secret = ops::unmap::remove(&config, &table, &mapping).await?;
+    println!("Removed {what}.");
+    match secret {
+        Some(arn) => println!(
+            "Its secret {arn} is scheduled for deletion in {} days (aws secretsmanager restore-secret --secret-id … brings it back).",
+            ops::unmap::RECOVERY_WINDOW_DAYS
+        ),
+        None => println!("It had no secret left to delete."),
+    }
+    println!("The certificate files on the hosts are still there; renewals no longer reach them.");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let local = match cli.command {
+        Command::Deploy(args) => return deploy(args).await,
+        Command::Follow(args) => {
+            let config = ops::sdk_config(&args.aws).await?;
+            return follow_execution(&config, &args.execution_arn, args.output.output).await;
+        }
+        Command::Status(args) => return status(args).await,
+        Command::History(args) => return history(args).await,
+        Command::Unmap(args) => return unmap(args).await,
+        Command::Local(local) => local,
+    };
+    run_local(local).await.map(|()| ExitCode::SUCCESS)
+}
+
+async fn run_local(local: LocalArgs) -> Result<()> {
     let project = project_dir(local.project_dir.as_deref())?;
     let state = local
         .state_dir
@@ -359,8 +685,15 @@ async fn run(cli: Cli) -> Result<()> {
         LocalCommand::Env => {
             let r = RunningCloud::require(state)?;
             println!(
-                "export AWS_ENDPOINT_URL={}\nexport AWS_ACCESS_KEY_ID=testing\nexport AWS_SECRET_ACCESS_KEY=testing\nexport AWS_DEFAULT_REGION={}\nexport CERTSHIP_STATE_MACHINE_ARN={}",
-                r.endpoint, r.region, r.state_machine_arn
+                "export AWS_ENDPOINT_URL={endpoint}\nexport AWS_ACCESS_KEY_ID=testing\nexport AWS_SECRET_ACCESS_KEY=testing\nexport AWS_DEFAULT_REGION={region}\nexport AWS_REGION={region}\nexport {}={}\nexport {}={}\nexport {}={endpoint}{}",
+                ops::env::STATE_MACHINE_ARN,
+                r.state_machine_arn,
+                ops::env::TABLE_NAME,
+                r.table_name,
+                ops::env::API_URL,
+                certship_cli::local::API_PATH,
+                endpoint = r.endpoint,
+                region = r.region,
             );
             Ok(())
         }
@@ -439,7 +772,7 @@ fn format_tags(tags: &BTreeMap<String, String>) -> String {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

@@ -258,9 +258,14 @@ impl LocalCloud {
                 owner: current_owner(),
             },
         ));
+        let api = super::api::LocalApi {
+            sfn: aws_sdk_sfn::Client::new(&moto_config),
+            state_machine_arn: state_machine_arn.clone(),
+        };
         let gateway = Arc::new(Gateway::new(
             Arc::clone(&functions),
             Arc::clone(&run_command),
+            api,
             moto_port,
         ));
         let (shutdown, shutdown_rx) = watch::channel(false);

@@ -1,6 +1,7 @@
 //! The local cloud's front door on `MOTO_PORT`: Lambda Invoke for certship's functions and SSM
 //! Run Command are served here; every other request is forwarded to moto unchanged.
 
+use super::api::{API_PATH, LocalApi};
 use super::functions::{Function, Functions};
 use super::run_command::{self, RunCommand};
 use bytes::Bytes;
@@ -21,15 +22,22 @@ type Body = Full<Bytes>;
 pub struct Gateway {
     pub functions: Arc<Functions>,
     pub run_command: Arc<RunCommand>,
+    api: LocalApi,
     moto_port: u16,
     client: Client<HttpConnector, Body>,
 }
 
 impl Gateway {
-    pub fn new(functions: Arc<Functions>, run_command: Arc<RunCommand>, moto_port: u16) -> Self {
+    pub fn new(
+        functions: Arc<Functions>,
+        run_command: Arc<RunCommand>,
+        api: LocalApi,
+        moto_port: u16,
+    ) -> Self {
         Self {
             functions,
             run_command,
+            api,
             moto_port,
             client: Client::builder(TokioExecutor::new()).build_http(),
         }
@@ -72,6 +80,10 @@ impl Gateway {
             Err(e) => return plain(StatusCode::BAD_REQUEST, &format!("unreadable body: {e}")),
         };
         let path = parts.uri.path().to_string();
+        if path == API_PATH && parts.method == hyper::Method::POST {
+            let (status, value) = self.api.handle(&parts.headers, &body).await;
+            return json_response(status, &value, "application/json");
+        }
         if let Some(function_name) = invoke_target(&path) {
             return self.invoke(&function_name, &body).await;
         }

@@ -2,6 +2,7 @@
 //! the AWS APIs behind a gateway that serves certship's four Lambdas (their real handlers) and
 //! SSM Run Command (the real install document, run per simulated host).
 
+pub mod api;
 pub mod cloud;
 pub mod functions;
 pub mod gateway;
@@ -11,6 +12,7 @@ pub mod provision;
 pub mod renewal;
 pub mod run_command;
 
+pub use api::API_PATH;
 pub use cloud::{LocalCloud, LocalOptions, sdk_config};
 
 /// The account the emulator uses.

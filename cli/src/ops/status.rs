@@ -1,0 +1,331 @@
+//! `certship status`: every mapping, with its certificate's serial and expiry as ACM has them
+//! now, how its last deployment went, and whether ACM holds a newer serial than the one deployed.
+
+use super::{explain, table};
+use anyhow::{Context, Result};
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::types::AttributeValue;
+use certship_shared::mapping::{Mapping, attr};
+use certship_shared::naming::tag_key_value;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+/// Days left under which an expiry is highlighted.
+pub const EXPIRY_WARNING_DAYS: i64 = 30;
+
+/// One mapping as `status` shows it.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub mapping: Mapping,
+    pub acm: Result<AcmView, String>,
+}
+
+/// The certificate as ACM has it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcmView {
+    pub serial: Option<String>,
+    pub not_after: Option<String>,
+    pub days_left: Option<i64>,
+    pub status: Option<String>,
+}
+
+impl Row {
+    /// ACM's serial differs from the deployed one: a renewal not (yet) deployed.
+    pub fn newer_in_acm(&self) -> bool {
+        match (&self.acm, &self.mapping.serial) {
+            (
+                Ok(AcmView {
+                    serial: Some(acm), ..
+                }),
+                Some(deployed),
+            ) => !acm.eq_ignore_ascii_case(deployed),
+            _ => false,
+        }
+    }
+}
+
+/// The mappings of `certificate_arn` and/or `target`, or all of them.
+pub async fn mappings(
+    config: &SdkConfig,
+    table_name: &str,
+    certificate_arn: Option<&str>,
+    target: Option<&(String, String)>,
+) -> Result<Vec<Mapping>> {
+    let dynamodb = aws_sdk_dynamodb::Client::new(config);
+    let mut items = Vec::new();
+    match (certificate_arn, target) {
+        (Some(arn), _) => {
+            let mut pages = dynamodb
+                .query()
+                .table_name(table_name)
+                .index_name(attr::BY_CERTIFICATE_ARN)
+                .key_condition_expression("#arn = :arn")
+                .expression_attribute_names("#arn", attr::CERTIFICATE_ARN)
+                .expression_attribute_values(":arn", AttributeValue::S(arn.to_string()))
+                .into_paginator()
+                .items()
+                .send();
+            while let Some(item) = pages.next().await {
+                items.push(item.map_err(explain).context("reading the mappings")?);
+            }
+        }
+        (None, Some((key, value))) => {
+            let mut pages = dynamodb
+                .query()
+                .table_name(table_name)
+                .key_condition_expression("#pk = :pk")
+                .expression_attribute_names("#pk", attr::PARTITION_KEY)
+                .expression_attribute_values(":pk", AttributeValue::S(tag_key_value(key, value)))
+                .into_paginator()
+                .items()
+                .send();
+            while let Some(item) = pages.next().await {
+                items.push(item.map_err(explain).context("reading the mappings")?);
+            }
+        }
+        (None, None) => {
+            let mut pages = dynamodb
+                .scan()
+                .table_name(table_name)
+                .into_paginator()
+                .items()
+                .send();
+            while let Some(item) = pages.next().await {
+                items.push(item.map_err(explain).context("reading the mappings")?);
+            }
+        }
+    }
+    let mut mappings = items
+        .iter()
+        .map(Mapping::from_item)
+        .collect::<Result<Vec<_>, _>>()
+        .context("the mapping table holds an item certship did not write")?;
+    if let Some((key, value)) = target {
+        mappings.retain(|m| &m.target_tag_key == key && &m.target_tag_value == value);
+    }
+    mappings.sort_by(|a, b| {
+        (&a.target_tag_key, &a.target_tag_value, &a.cert_name).cmp(&(
+            &b.target_tag_key,
+            &b.target_tag_value,
+            &b.cert_name,
+        ))
+    });
+    Ok(mappings)
+}
+
+/// Each mapping with ACM's view of its certificate (asked once per certificate, in its region).
+pub async fn rows(config: &SdkConfig, mappings: Vec<Mapping>) -> Vec<Row> {
+    let mut views: HashMap<String, Result<AcmView, String>> = HashMap::new();
+    let mut rows = Vec::new();
+    for mapping in mappings {
+        if !views.contains_key(&mapping.certificate_arn) {
+            let view = describe(config, &mapping.certificate_arn)
+                .await
+                .map_err(|e| format!("{e:#}"));
+            views.insert(mapping.certificate_arn.clone(), view);
+        }
+        let acm = views[&mapping.certificate_arn].clone();
+        rows.push(Row { mapping, acm });
+    }
+    rows
+}
+
+async fn describe(config: &SdkConfig, certificate_arn: &str) -> Result<AcmView> {
+    let region = certificate_arn.split(':').nth(3).unwrap_or_default();
+    let config = config
+        .to_builder()
+        .region(aws_config::Region::new(region.to_string()))
+        .build();
+    let described = aws_sdk_acm::Client::new(&config)
+        .describe_certificate()
+        .certificate_arn(certificate_arn)
+        .send()
+        .await
+        .map_err(explain)?;
+    let certificate = described.certificate().context("ACM described nothing")?;
+    let not_after = certificate.not_after();
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs() as i64;
+    Ok(AcmView {
+        serial: certificate.serial().map(str::to_string),
+        not_after: not_after.map(certship_shared::time::format_date_time),
+        days_left: not_after.map(|t| (t.secs() - now).div_euclid(86_400)),
+        status: certificate.status().map(|s| s.as_str().to_string()),
+    })
+}
+
+fn last_deployment(mapping: &Mapping) -> String {
+    match &mapping.last_deployment {
+        Some(last) => format!(
+            "{} {}/{} at {}",
+            last.status,
+            last.succeeded,
+            last.succeeded + last.failed,
+            last.finished_at
+        ),
+        None => "never finished".into(),
+    }
+}
+
+pub fn text(rows: &[Row], colour: bool) -> String {
+    if rows.is_empty() {
+        return "No mappings. `certship deploy` creates one.".into();
+    }
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| {
+            let m = &row.mapping;
+            let expires = match &row.acm {
+                Ok(AcmView {
+                    not_after: Some(date),
+                    days_left: Some(days),
+                    ..
+                }) => {
+                    let text = format!("{} ({days} days)", &date[..10.min(date.len())]);
+                    if *days < EXPIRY_WARNING_DAYS {
+                        table::highlight(&text, colour, *days < 7)
+                    } else {
+                        text
+                    }
+                }
+                Ok(_) => "-".into(),
+                Err(_) => "?".into(),
+            };
+            let acm = match &row.acm {
+                Err(e) => format!("cannot describe: {e}"),
+                Ok(view) if row.newer_in_acm() => table::highlight(
+                    &format!("newer serial {}", view.serial.as_deref().unwrap_or("?")),
+                    colour,
+                    false,
+                ),
+                Ok(_) if m.serial.is_none() => "not exported yet".into(),
+                Ok(_) => "up to date".into(),
+            };
+            vec![
+                short_arn(&m.certificate_arn),
+                m.cert_name.clone(),
+                format!("{}={}", m.target_tag_key, m.target_tag_value),
+                m.serial.clone().unwrap_or_else(|| "-".into()),
+                expires,
+                last_deployment(m),
+                acm,
+            ]
+        })
+        .collect();
+    table::render(
+        &[
+            "CERTIFICATE",
+            "NAME",
+            "TARGET",
+            "DEPLOYED SERIAL",
+            "EXPIRES",
+            "LAST DEPLOYMENT",
+            "ACM",
+        ],
+        &cells,
+    )
+}
+
+/// `certificate/<id>` and the region: enough to tell certificates apart in a table.
+fn short_arn(arn: &str) -> String {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    match parts.as_slice() {
+        [_, _, _, region, _, resource] => {
+            format!("{region}/{}", resource.trim_start_matches("certificate/"))
+        }
+        _ => arn.to_string(),
+    }
+}
+
+pub fn json(rows: &[Row]) -> Value {
+    Value::Array(
+        rows.iter()
+            .map(|row| {
+                let m = &row.mapping;
+                json!({
+                    "certificateArn": m.certificate_arn,
+                    "certName": m.cert_name,
+                    "target": {"key": m.target_tag_key, "value": m.target_tag_value},
+                    "reloadService": m.reload_service,
+                    "secretArn": m.secret_arn,
+                    "deployedSerial": m.serial,
+                    "lastExported": m.last_exported_date,
+                    "lastDeployment": m.last_deployment.as_ref().map(|l| json!({
+                        "executionArn": l.execution_arn,
+                        "status": l.status,
+                        "succeeded": l.succeeded,
+                        "failed": l.failed,
+                        "finishedAt": l.finished_at,
+                    })),
+                    "acm": match &row.acm {
+                        Ok(view) => json!({
+                            "serial": view.serial,
+                            "notAfter": view.not_after,
+                            "daysLeft": view.days_left,
+                            "status": view.status,
+                            "newerThanDeployed": row.newer_in_acm(),
+                        }),
+                        Err(e) => json!({"error": e}),
+                    },
+                })
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(deployed: Option<&str>, acm: Option<&str>, days: i64) -> Row {
+        Row {
+            mapping: Mapping {
+                certificate_arn: "arn:aws:acm:eu-west-1:123456789012:certificate/abc".into(),
+                cert_name: "web".into(),
+                target_tag_key: "env".into(),
+                target_tag_value: "prod".into(),
+                reload_service: None,
+                secret_arn: None,
+                serial: deployed.map(String::from),
+                cert_expiry_date: None,
+                last_exported_date: None,
+                last_deployment: None,
+            },
+            acm: Ok(AcmView {
+                serial: acm.map(String::from),
+                not_after: Some("2027-01-01T00:00:00Z".into()),
+                days_left: Some(days),
+                status: Some("ISSUED".into()),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_newer_serial_in_acm_is_called_out() {
+        assert!(row(Some("0a:01"), Some("0a:02"), 90).newer_in_acm());
+        assert!(!row(Some("0A:01"), Some("0a:01"), 90).newer_in_acm());
+        assert!(!row(None, Some("0a:01"), 90).newer_in_acm());
+        let text = text(&[row(Some("0a:01"), Some("0a:02"), 90)], false);
+        assert!(text.contains("newer serial 0a:02"), "{text}");
+        assert!(text.contains("eu-west-1/abc"), "{text}");
+    }
+
+    #[test]
+    fn an_expiry_under_30_days_is_highlighted_when_colour_is_on() {
+        let soon = text(&[row(Some("01"), Some("01"), 12)], true);
+        assert!(
+            soon.contains("\x1b[33m2027-01-01 (12 days)\x1b[0m"),
+            "{soon}"
+        );
+        let later = text(&[row(Some("01"), Some("01"), 45)], true);
+        assert!(
+            later.contains("2027-01-01 (45 days)") && !later.contains('\x1b'),
+            "{later}"
+        );
+        let plain = text(&[row(Some("01"), Some("01"), 3)], false);
+        assert!(!plain.contains('\x1b'), "{plain}");
+    }
+}
