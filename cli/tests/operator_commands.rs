@@ -469,7 +469,7 @@ async fn a_failed_deployment_exits_3_and_names_the_host_and_its_reason() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn in_a_terminal_follow_draws_a_live_line() {
+async fn follow_draws_a_live_line_in_a_terminal_and_stack_outputs_find_certship() {
     let cloud = start().await;
     cloud.host("stage", Simulation::Healthy).await;
     let arn = cloud.certificate().await;
@@ -528,8 +528,78 @@ async fn in_a_terminal_follow_draws_a_live_line() {
         "{}",
         both(&lost)
     );
-    let no_stack = cloud.certship(&["status", "--stack", "no-such-stack", "--table-name", ""]);
+    let unset: Vec<_> = cloud
+        .env()
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("CERTSHIP_"))
+        .collect();
+    let no_stack = certship_with(&unset, &["status", "--stack", "no-such-stack"]);
     assert_eq!(no_stack.status.code(), Some(1), "{}", both(&no_stack));
+    assert!(
+        both(&no_stack).contains("no-such-stack"),
+        "{}",
+        both(&no_stack)
+    );
+
+    // with --stack, the stack's outputs name the table, the state machine and the API
+    let outputs = json!({
+        "TableName": cloud.cloud.table_name,
+        "StateMachineArn": cloud.cloud.state_machine_arn,
+        "ApiUrl": format!("{}{API_PATH}", cloud.cloud.endpoint),
+    });
+    let template = json!({
+        "Resources": {"Queue": {"Type": "AWS::SQS::Queue"}},
+        "Outputs": outputs.as_object().unwrap().iter()
+            .map(|(k, v)| (k.clone(), json!({"Value": v})))
+            .collect::<serde_json::Map<_, _>>(),
+    });
+    aws_sdk_cloudformation::Client::new(cloud.cloud.sdk_config())
+        .create_stack()
+        .stack_name("certship-local")
+        .template_body(template.to_string())
+        .send()
+        .await
+        .unwrap();
+    let by_stack = certship_with(
+        &unset,
+        &[
+            "deploy",
+            "--stack",
+            "certship-local",
+            "--certificate-arn",
+            &arn,
+            "--name",
+            "web",
+            "--target",
+            "env=stage",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(json_of(&by_stack)["via"], "api", "{}", both(&by_stack));
+    let status = certship_with(
+        &unset,
+        &["status", "--stack", "certship-local", "--output", "json"],
+    );
+    assert_eq!(json_of(&status)[0]["certName"], "web", "{}", both(&status));
+    let history = certship_with(
+        &unset,
+        &[
+            "history",
+            "--stack",
+            "certship-local",
+            "--certificate-arn",
+            &arn,
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(
+        json_of(&history).as_array().unwrap().len(),
+        2,
+        "{}",
+        both(&history)
+    );
 
     cloud.cloud.stop().await;
 }
