@@ -74,29 +74,13 @@ pub fn request(
     }
 }
 
-/// Starts an execution with `request` as its input, as the API's StartExecution integration does.
+/// Starts an execution with `request` as its input, as `certship deploy --direct` does.
 pub async fn start_deployment(
     config: &SdkConfig,
     state_machine_arn: &str,
     request: &DeploymentRequest,
 ) -> Result<String> {
-    let name = format!(
-        "{}-{}",
-        request.cert_name,
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis()
-    );
-    Ok(aws_sdk_sfn::Client::new(config)
-        .start_execution()
-        .state_machine_arn(state_machine_arn)
-        .name(name)
-        .input(serde_json::to_string(request)?)
-        .send()
-        .await
-        .context("starting the deployment")?
-        .execution_arn)
+    crate::ops::deploy::start_execution(config, state_machine_arn, request).await
 }
 
 /// The outcome line the install document printed on each host of a command.
