@@ -7,7 +7,21 @@ PYTHON := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: help demo setup system-packages venv node-packages build test fmt-check clippy shellcheck asl-validate cfn-lint diagrams unit-and-integration clean
+# Packaging and deployment: SAM CLI, cargo-lambda and zig in a virtualenv of their own
+# (requirements-deploy.txt), so aws-sam-cli's pins never meet requirements.txt's.
+DEPLOY_VENV := .venv-deploy
+DEPLOY_VENV_STAMP := $(DEPLOY_VENV)/.installed
+# sam runs cargo-lambda from PATH, and cargo-lambda runs zig as `python3 -m ziglang`: the deploy
+# venv's bin goes first. No telemetry: the machine may reach nothing but package registries.
+DEPLOY_ENV := PATH="$(CURDIR)/$(DEPLOY_VENV)/bin:$$PATH" SAM_CLI_TELEMETRY=0
+SAM_TEMPLATE := cloudformation/template.yaml
+# sam build and sam validate find cloudformation/samconfig.toml beside the template; sam deploy
+# (which deploys .aws-sam/build/template.yaml) needs its absolute path.
+SAM_CONFIG := $(CURDIR)/cloudformation/samconfig.toml
+LAMBDA_TARGET := aarch64-unknown-linux-gnu
+LAMBDA_BINS := export-certificate dispatch-install check-install-status renewal-trigger
+
+.PHONY: help demo setup system-packages venv node-packages build test fmt-check clippy shellcheck asl-validate cfn-lint diagrams unit-and-integration clean deploy-venv sam-validate lambda-target package deploy release-check
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -70,3 +84,42 @@ test: setup fmt-check clippy shellcheck asl-validate cfn-lint unit-and-integrati
 clean: ## remove build output and the virtualenv
 	cargo clean
 	rm -rf $(VENV) node_modules .certship
+	rm -rf $(DEPLOY_VENV) .aws-sam
+
+# ---------------------------------------------------------------------------------------------
+# Packaging and deployment (AWS SAM). `make test` needs none of it; CI runs `make package` after
+# `make test`, so a release build that does not compile cannot land.
+# ---------------------------------------------------------------------------------------------
+deploy-venv: $(DEPLOY_VENV_STAMP) ## the deploy virtualenv (SAM CLI, cargo-lambda, zig; ~800 MB)
+
+$(DEPLOY_VENV_STAMP): requirements-deploy.txt
+	@test -x $(DEPLOY_VENV)/bin/python || python3 -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-deploy.txt
+	@touch $@
+
+# The same cfn-lint as `make cfn-lint`, through SAM CLI (offline, no credentials).
+sam-validate: deploy-venv ## sam validate --lint on the SAM template
+	$(DEPLOY_ENV) sam validate --lint -t $(SAM_TEMPLATE)
+
+# The Lambda functions run on Graviton (Architectures: [arm64]).
+lambda-target:
+	@rustup target add $(LAMBDA_TARGET) || { \
+	  echo "make: cannot add the Rust target $(LAMBDA_TARGET): the arm64 bootstraps cannot be built here." >&2; \
+	  echo "make: 'make release-check' checks the release build for x86-64 instead (nothing to deploy)." >&2; \
+	  exit 1; }
+
+# sam build runs `cargo lambda build --release --arm64 --bin BIN` in the workspace root for each
+# function, one at a time (samconfig.toml), all in the workspace's own target/ directory.
+package: sam-validate lambda-target ## release-build the arm64 bootstraps into .aws-sam/build, ready for sam deploy
+	$(DEPLOY_ENV) sam build -t $(SAM_TEMPLATE)
+
+# The first deploy is guided (stack name, region, parameters) and saves the answers to
+# cloudformation/samconfig.toml; once a region is saved there, later deploys just run.
+deploy: package ## package, then sam deploy (--guided the first time); needs AWS credentials
+	@if grep -Eq '^[[:space:]]*region[[:space:]]*=' $(SAM_CONFIG); then guided=; else guided=--guided; fi; \
+	echo "sam deploy $$guided --config-file $(SAM_CONFIG)"; \
+	$(DEPLOY_ENV) sam deploy $$guided --config-file $(SAM_CONFIG)
+
+# Where the arm64 target cannot be added: the same release build for x86-64, as a compile check.
+release-check: deploy-venv ## release-build the four functions for x86-64 (check only; the stack is arm64)
+	$(DEPLOY_ENV) cargo lambda build --release --x86-64 $(addprefix --bin ,$(LAMBDA_BINS))
