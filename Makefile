@@ -19,7 +19,8 @@ SAM_TEMPLATE := cloudformation/template.yaml
 # (which deploys .aws-sam/build/template.yaml) needs its absolute path.
 SAM_CONFIG := $(CURDIR)/cloudformation/samconfig.toml
 LAMBDA_TARGET := aarch64-unknown-linux-gnu
-LAMBDA_BINS := export-certificate dispatch-install check-install-status renewal-trigger
+# The functions' bins, as the template names them (BuildProperties: Binary).
+LAMBDA_BINS = $(shell sed -n 's/^ *Binary: *//p' $(SAM_TEMPLATE))
 
 .PHONY: help demo setup system-packages venv node-packages build test fmt-check clippy shellcheck asl-validate cfn-lint diagrams unit-and-integration clean deploy-venv sam-validate lambda-target package deploy release-check
 
@@ -109,8 +110,11 @@ lambda-target:
 	  exit 1; }
 
 # sam build runs `cargo lambda build --release --arm64 --bin BIN` in the workspace root for each
-# function, one at a time (samconfig.toml), all in the workspace's own target/ directory.
+# function, one after the other, in the workspace's own target/ directory. Building the four bins
+# in one cargo first is the same build (sam's four runs then find them fresh), but overlaps the
+# four single-threaded LTO links: 11 minutes cold here instead of 18.
 package: sam-validate lambda-target ## release-build the arm64 bootstraps into .aws-sam/build, ready for sam deploy
+	$(DEPLOY_ENV) cargo lambda build --release --arm64 $(addprefix --bin ,$(LAMBDA_BINS))
 	$(DEPLOY_ENV) sam build -t $(SAM_TEMPLATE)
 
 # The first deploy is guided (stack name, region, parameters) and saves the answers to
