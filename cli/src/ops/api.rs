@@ -76,6 +76,14 @@ fn host_of(url: &str) -> Result<String> {
     })
 }
 
+/// The region in an API Gateway URL (`https://ID.execute-api.REGION.amazonaws.com/...`).
+pub fn api_region(url: &str) -> Option<String> {
+    let host = host_of(url).ok()?;
+    let mut labels = host.split('.');
+    let (_, service, region) = (labels.next()?, labels.next()?, labels.next()?);
+    (service == "execute-api" && !region.is_empty()).then(|| region.to_string())
+}
+
 /// What the API answered.
 #[derive(Debug, Clone)]
 pub struct Answer {
@@ -90,7 +98,8 @@ pub async fn post_signed(
     url: &str,
     body: &serde_json::Value,
 ) -> Result<Answer> {
-    let region = super::region(config).to_string();
+    // An execute-api URL names its region; sign for that one, whatever the profile says.
+    let region = api_region(url).unwrap_or_else(|| super::region(config).to_string());
     let credentials = config
         .credentials_provider()
         .context("no AWS credentials provider")?
@@ -228,6 +237,20 @@ mod tests {
             changed, signature,
             "the body's hash is part of the signature"
         );
+    }
+
+    #[test]
+    fn an_api_url_names_the_region_to_sign_for() {
+        assert_eq!(
+            api_region("https://abc123.execute-api.eu-west-1.amazonaws.com/prod/export-cert")
+                .as_deref(),
+            Some("eu-west-1")
+        );
+        assert_eq!(
+            api_region("https://abc.execute-api.cn-north-1.amazonaws.com.cn/prod/x").as_deref(),
+            Some("cn-north-1")
+        );
+        assert_eq!(api_region("http://127.0.0.1:4566/prod/export-cert"), None);
     }
 
     #[test]
