@@ -5,10 +5,10 @@
 
 use crate::follow::{self, Ending};
 use crate::local::{LocalCloud, LocalOptions, hosts};
+use crate::ops::watch::host_outcomes;
 use anyhow::{Context, Result, bail, ensure};
 use aws_config::SdkConfig;
 use certship_shared::{DeploymentRequest, Trigger};
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -81,48 +81,6 @@ pub async fn start_deployment(
     request: &DeploymentRequest,
 ) -> Result<String> {
     crate::ops::deploy::start_execution(config, state_machine_arn, request).await
-}
-
-/// The outcome line the install document printed on each host of a command.
-pub async fn host_outcomes(config: &SdkConfig, command_id: &str) -> Result<Vec<HostOutcome>> {
-    let ssm = aws_sdk_ssm::Client::new(config);
-    let mut outcomes = Vec::new();
-    let mut pages = ssm
-        .list_command_invocations()
-        .command_id(command_id)
-        .details(true)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        for invocation in page?.command_invocations() {
-            let output = invocation
-                .command_plugins()
-                .first()
-                .and_then(|p| p.output())
-                .unwrap_or_default();
-            outcomes.push(HostOutcome {
-                instance_id: invocation.instance_id().unwrap_or_default().to_string(),
-                status: invocation
-                    .status()
-                    .map(|s| s.as_str().to_string())
-                    .unwrap_or_default(),
-                outcome: output
-                    .lines()
-                    .rev()
-                    .find_map(|line| serde_json::from_str::<Value>(line.trim()).ok())
-                    .filter(Value::is_object),
-            });
-        }
-    }
-    Ok(outcomes)
-}
-
-#[derive(Debug, Clone)]
-pub struct HostOutcome {
-    pub instance_id: String,
-    pub status: String,
-    /// The document's JSON outcome line, when it printed one.
-    pub outcome: Option<Value>,
 }
 
 /// True when the private key installed on a host matches its certificate (openssl's view).

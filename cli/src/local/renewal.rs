@@ -41,7 +41,7 @@ pub async fn renew(endpoint: &str, config: &SdkConfig, certificate_arn: &str) ->
     )
     .context("the emulator's renewal answer")?;
 
-    let region = certificate_arn.split(':').nth(3).unwrap_or_default();
+    let region = certship_shared::validate::CertificateArn::parse(certificate_arn)?.region;
     let detail = json!({
         "Action": "RENEWAL",
         "CertificateType": before.r#type().map_or("AMAZON_ISSUED", |t| t.as_str()),
@@ -54,7 +54,7 @@ pub async fn renew(endpoint: &str, config: &SdkConfig, certificate_arn: &str) ->
     });
     let events = aws_sdk_eventbridge::Client::from_conf(
         aws_sdk_eventbridge::config::Builder::from(config)
-            .region(aws_config::Region::new(region.to_string()))
+            .region(aws_config::Region::new(region))
             .build(),
     );
     let out = events

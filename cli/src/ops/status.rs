@@ -7,6 +7,7 @@ use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
 use certship_shared::mapping::{Mapping, attr};
 use certship_shared::naming::tag_key_value;
+use certship_shared::validate::CertificateArn;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::time::SystemTime;
@@ -39,7 +40,7 @@ impl Row {
                     serial: Some(acm), ..
                 }),
                 Some(deployed),
-            ) => !acm.eq_ignore_ascii_case(deployed),
+            ) => !certship_shared::pem::same_serial(acm, deployed),
             _ => false,
         }
     }
@@ -53,38 +54,32 @@ pub async fn mappings(
     target: Option<&(String, String)>,
 ) -> Result<Vec<Mapping>> {
     let dynamodb = aws_sdk_dynamodb::Client::new(config);
-    let mut items = Vec::new();
-    match (certificate_arn, target) {
-        (Some(arn), _) => {
-            let mut pages = dynamodb
-                .query()
-                .table_name(table_name)
+    let query = dynamodb.query().table_name(table_name);
+    let query = match (certificate_arn, target) {
+        (Some(arn), _) => Some(
+            query
                 .index_name(attr::BY_CERTIFICATE_ARN)
                 .key_condition_expression("#arn = :arn")
                 .expression_attribute_names("#arn", attr::CERTIFICATE_ARN)
-                .expression_attribute_values(":arn", AttributeValue::S(arn.to_string()))
-                .into_paginator()
-                .items()
-                .send();
-            while let Some(item) = pages.next().await {
-                items.push(item.map_err(explain).context("reading the mappings")?);
-            }
-        }
-        (None, Some((key, value))) => {
-            let mut pages = dynamodb
-                .query()
-                .table_name(table_name)
+                .expression_attribute_values(":arn", AttributeValue::S(arn.to_string())),
+        ),
+        (None, Some((key, value))) => Some(
+            query
                 .key_condition_expression("#pk = :pk")
                 .expression_attribute_names("#pk", attr::PARTITION_KEY)
-                .expression_attribute_values(":pk", AttributeValue::S(tag_key_value(key, value)))
-                .into_paginator()
-                .items()
-                .send();
+                .expression_attribute_values(":pk", AttributeValue::S(tag_key_value(key, value))),
+        ),
+        (None, None) => None,
+    };
+    let mut items = Vec::new();
+    match query {
+        Some(query) => {
+            let mut pages = query.into_paginator().items().send();
             while let Some(item) = pages.next().await {
                 items.push(item.map_err(explain).context("reading the mappings")?);
             }
         }
-        (None, None) => {
+        None => {
             let mut pages = dynamodb
                 .scan()
                 .table_name(table_name)
@@ -132,10 +127,10 @@ pub async fn rows(config: &SdkConfig, mappings: Vec<Mapping>) -> Vec<Row> {
 }
 
 async fn describe(config: &SdkConfig, certificate_arn: &str) -> Result<AcmView> {
-    let region = certificate_arn.split(':').nth(3).unwrap_or_default();
+    let region = CertificateArn::parse(certificate_arn)?.region;
     let config = config
         .to_builder()
-        .region(aws_config::Region::new(region.to_string()))
+        .region(aws_config::Region::new(region))
         .build();
     let described = aws_sdk_acm::Client::new(&config)
         .describe_certificate()
@@ -231,12 +226,9 @@ pub fn text(rows: &[Row], colour: bool) -> String {
 
 /// `certificate/<id>` and the region: enough to tell certificates apart in a table.
 fn short_arn(arn: &str) -> String {
-    let parts: Vec<&str> = arn.splitn(6, ':').collect();
-    match parts.as_slice() {
-        [_, _, _, region, _, resource] => {
-            format!("{region}/{}", resource.trim_start_matches("certificate/"))
-        }
-        _ => arn.to_string(),
+    match CertificateArn::parse(arn) {
+        Ok(parsed) => format!("{}/{}", parsed.region, parsed.id),
+        Err(_) => arn.to_string(),
     }
 }
 

@@ -4,7 +4,7 @@
 use super::explain;
 use anyhow::{Context, Result, bail};
 use aws_config::SdkConfig;
-use certship_shared::mapping::{Mapping, key};
+use certship_shared::mapping::{Mapping, attr, key};
 
 /// Days Secrets Manager keeps the secret restorable (`aws secretsmanager restore-secret`).
 pub const RECOVERY_WINDOW_DAYS: i64 = 7;
@@ -49,7 +49,7 @@ pub async fn remove(
             &mapping.certificate_arn,
             &mapping.cert_name,
         )))
-        .condition_expression("attribute_exists(CertificateArn)")
+        .condition_expression(format!("attribute_exists({})", attr::CERTIFICATE_ARN))
         .send()
         .await
         .map_err(explain)

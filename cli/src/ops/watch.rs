@@ -177,7 +177,7 @@ async fn host_rows(
     command_id: &str,
     failures: &[Value],
 ) -> Result<Vec<HostRow>> {
-    let mut rows: Vec<HostRow> = crate::demo::host_outcomes(config, command_id)
+    let mut rows: Vec<HostRow> = host_outcomes(config, command_id)
         .await?
         .into_iter()
         .map(|host| {
@@ -213,6 +213,48 @@ async fn host_rows(
         .collect();
     rows.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
     Ok(rows)
+}
+
+/// The outcome line the install document printed on each host of a command.
+pub async fn host_outcomes(config: &SdkConfig, command_id: &str) -> Result<Vec<HostOutcome>> {
+    let ssm = aws_sdk_ssm::Client::new(config);
+    let mut outcomes = Vec::new();
+    let mut pages = ssm
+        .list_command_invocations()
+        .command_id(command_id)
+        .details(true)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        for invocation in page?.command_invocations() {
+            let output = invocation
+                .command_plugins()
+                .first()
+                .and_then(|p| p.output())
+                .unwrap_or_default();
+            outcomes.push(HostOutcome {
+                instance_id: invocation.instance_id().unwrap_or_default().to_string(),
+                status: invocation
+                    .status()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
+                outcome: output
+                    .lines()
+                    .rev()
+                    .find_map(|line| serde_json::from_str::<Value>(line.trim()).ok())
+                    .filter(Value::is_object),
+            });
+        }
+    }
+    Ok(outcomes)
+}
+
+#[derive(Debug, Clone)]
+pub struct HostOutcome {
+    pub instance_id: String,
+    pub status: String,
+    /// The document's JSON outcome line, when it printed one.
+    pub outcome: Option<Value>,
 }
 
 /// A serial as the host's openssl prints it (`0A1B…`) in ACM's notation (`0a:1b:…`), so the
