@@ -64,7 +64,7 @@ shellcheck: venv
 	@mkdir -p target
 	@$(PYTHON) -c 'import yaml; d = yaml.safe_load(open("ssm-documents/install-certificate-linux.yaml")); \
 	  print("\n".join(d["mainSteps"][0]["inputs"]["runCommand"]))' > target/install-certificate-linux.sh
-	shellcheck --shell=bash target/install-certificate-linux.sh scripts/*.sh cli/assets/systemctl diagrams/render.sh .ci/run
+	shellcheck --shell=bash target/install-certificate-linux.sh scripts/*.sh local/assets/systemctl diagrams/render.sh .ci/run
 
 # The Step Functions definition, checked against the Amazon States Language.
 asl-validate: node-packages

@@ -4,10 +4,10 @@
 //! The steps are public so the end-to-end tests drive the local cloud the same way.
 
 use crate::follow::{self, Ending};
-use crate::local::{LocalCloud, LocalOptions, hosts};
 use crate::ops::watch::host_outcomes;
 use anyhow::{Context, Result, bail, ensure};
 use aws_config::SdkConfig;
+use certship_local::{LocalCloud, LocalOptions, hosts};
 use certship_shared::{DeploymentRequest, Trigger};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -257,7 +257,7 @@ async fn scenario(cloud: &LocalCloud, steps: &mut Steps) -> Result<()> {
     ));
 
     steps.next("Renewing the certificate in ACM");
-    let renewed = crate::local::renewal::renew(&cloud.endpoint, config, &arn).await?;
+    let renewed = certship_local::renewal::renew(&cloud.endpoint, config, &arn).await?;
     ensure!(
         !certship_shared::pem::same_serial(&renewed.serial, &serial),
         "the renewal kept serial {serial}"

@@ -1,8 +1,7 @@
-//! certship's command-line tool: the operator commands (`ops`), and `certship local`, which runs
-//! the whole system on one machine.
+//! certship's command-line tool: the operator commands (`commands`, over the AWS calls in `ops`),
+//! and `certship local`, which drives the local cloud of the `certship-local` crate.
 
+pub mod commands;
 pub mod demo;
 pub mod follow;
-pub mod local;
 pub mod ops;
-pub mod project;

@@ -9,9 +9,9 @@ use certship_cli::demo::{
     request_certificate, start_deployment,
 };
 use certship_cli::follow::{self, Ending};
-use certship_cli::local::functions::Function;
-use certship_cli::local::hosts::{self, Simulation};
-use certship_cli::local::{LocalCloud, LocalOptions, renewal};
+use certship_local::functions::Function;
+use certship_local::hosts::{self, Simulation};
+use certship_local::{LocalCloud, LocalOptions, renewal};
 use certship_shared::DeploymentRequest;
 use certship_shared::mapping::{Mapping, request_key};
 use certship_testkit::assert_no_secret;

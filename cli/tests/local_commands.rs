@@ -1,7 +1,7 @@
 //! The `certship local` commands, run as a user runs them: the binary, in the background, stopped
 //! by `down`.
 
-use certship_cli::project::{RunningCloud, process_alive};
+use certship_local::running::{RunningCloud, process_alive};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -74,7 +74,7 @@ async fn up_hosts_and_down_manage_one_background_cloud() {
     for id in &ids {
         assert!(running.hosts_dir.join(id).join("host.json").exists());
     }
-    let config = certship_cli::local::sdk_config(&running.endpoint, &running.region).await;
+    let config = certship_local::sdk_config(&running.endpoint, &running.region).await;
     let reservations = aws_sdk_ec2::Client::new(&config)
         .describe_instances()
         .filters(

@@ -2,8 +2,8 @@
 //! them: the `certship` binary against a local cloud, reached the way the AWS CLI reaches it
 //! (`AWS_ENDPOINT_URL` and the `CERTSHIP_*` variables `certship local env` prints).
 
-use certship_cli::local::hosts::{self, Simulation};
-use certship_cli::local::{API_PATH, LocalCloud, LocalOptions};
+use certship_local::hosts::{self, Simulation};
+use certship_local::{API_PATH, LocalCloud, LocalOptions};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::process::{Command, Output, Stdio};
@@ -257,7 +257,7 @@ async fn deploy_follow_status_history_and_unmap_against_the_local_cloud() {
     );
 
     // when ACM renews (the emulator's renewal, without its event), status says a newer serial waits
-    let renewed = certship_cli::local::http::post_json(
+    let renewed = certship_local::http::post_json(
         &format!("{}/_certship/acm/renew", cloud.cloud.endpoint),
         &json!({ "CertificateArn": arn }),
     )
@@ -367,7 +367,7 @@ async fn deploy_follow_status_history_and_unmap_against_the_local_cloud() {
 async fn a_failed_deployment_exits_3_and_names_the_host_and_its_reason() {
     // MaxErrors 1: the healthy host gets the command whichever host goes first
     let cloud = start_with(|options| {
-        options.command = dispatch_install::CommandSettings::from_lookup(|name| {
+        options.command = certship_local::CommandSettings::from_lookup(|name| {
             (name == certship_shared::config::env::MAX_ERRORS).then(|| "1".to_string())
         })
         .unwrap();
@@ -453,7 +453,7 @@ async fn a_failed_deployment_exits_3_and_names_the_host_and_its_reason() {
     assert_eq!(cloud.executions().await, before, "nothing started");
 
     // the API refuses what its model refuses, and unsigned calls
-    let unsigned = certship_cli::local::http::post_json(
+    let unsigned = certship_local::http::post_json(
         &format!("{}{API_PATH}", cloud.cloud.endpoint),
         &json!({"CertificateArn": arn, "CertName": "web", "TargetTagKey": "env", "TargetTagValue": "qa"}),
     )

@@ -2,8 +2,8 @@
 //! them, with small documents of the test's own.
 
 use aws_sdk_ssm::types::{CommandInvocationStatus, DocumentFormat, DocumentType, Target};
-use certship_cli::local::hosts::{self, Simulation};
-use certship_cli::local::{LocalCloud, LocalOptions};
+use certship_local::hosts::{self, Simulation};
+use certship_local::{LocalCloud, LocalOptions};
 use std::collections::BTreeMap;
 use std::time::Duration;
 

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// The systemctl every simulated host runs.
-const SYSTEMCTL: &str = include_str!("../../assets/systemctl");
+const SYSTEMCTL: &str = include_str!("../assets/systemctl");
 
 /// How to start a local cloud.
 #[derive(Debug, Clone)]
@@ -49,6 +49,41 @@ impl LocalOptions {
             command: CommandSettings::from_lookup(|_| None)
                 .unwrap_or_else(|e| unreachable!("the defaults are valid: {e}")),
         }
+    }
+}
+
+/// The install command's settings that `certship local up` can change, as the template's
+/// parameters change them in AWS; `None` keeps the default.
+#[derive(Debug, Clone, Default)]
+pub struct CommandOverrides {
+    pub install_deadline_seconds: Option<u64>,
+    pub command_timeout_seconds: Option<u64>,
+    pub max_concurrency: Option<String>,
+    pub max_errors: Option<String>,
+}
+
+impl LocalOptions {
+    /// Applies `overrides` with dispatch-install's own parsing, so a value it would refuse in
+    /// AWS is refused here, before anything starts.
+    pub fn override_command(&mut self, overrides: &CommandOverrides) -> Result<()> {
+        use certship_shared::config::env;
+        let values: std::collections::HashMap<&str, String> = [
+            (
+                env::INSTALL_DEADLINE_SECONDS,
+                overrides.install_deadline_seconds.map(|s| s.to_string()),
+            ),
+            (
+                env::COMMAND_TIMEOUT_SECONDS,
+                overrides.command_timeout_seconds.map(|s| s.to_string()),
+            ),
+            (env::MAX_CONCURRENCY, overrides.max_concurrency.clone()),
+            (env::MAX_ERRORS, overrides.max_errors.clone()),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect();
+        self.command = CommandSettings::from_lookup(|name| values.get(name).cloned())?;
+        Ok(())
     }
 }
 

@@ -11,9 +11,13 @@ pub mod http;
 pub mod provision;
 pub mod renewal;
 pub mod run_command;
+pub mod running;
+pub mod supervise;
 
 pub use api::API_PATH;
-pub use cloud::{LocalCloud, LocalOptions, sdk_config};
+pub use cloud::{CommandOverrides, LocalCloud, LocalOptions, sdk_config};
+/// The install command's settings ([`LocalOptions::command`]), as dispatch-install reads them.
+pub use dispatch_install::CommandSettings;
 
 /// The account the emulator uses.
 pub const ACCOUNT_ID: &str = "123456789012";

@@ -1,0 +1,17 @@
+//! One module per command: its `#[derive(Args)]` struct beside its `run()`, so adding a flag
+//! touches one file.
+
+pub mod deploy;
+pub mod follow;
+pub mod history;
+pub mod local;
+pub mod status;
+pub mod unmap;
+
+/// The exit code of a deployment that ended other than in success.
+pub const DEPLOYMENT_FAILED: u8 = 3;
+
+/// Whether to colour what goes to `stream`: a terminal, and no `NO_COLOR`.
+pub fn colour(stream: &impl std::io::IsTerminal) -> bool {
+    stream.is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}

@@ -1,0 +1,53 @@
+//! `certship status`: each mapping's deployed serial, expiry and last deployment, and renewals
+//! that ACM made but that are not deployed yet.
+
+use super::colour;
+use crate::ops::{self, AwsArgs, Deployment, OutputArgs, OutputFormat, StackArgs};
+use anyhow::Result;
+use clap::Args;
+use std::process::ExitCode;
+
+#[derive(Args)]
+#[command(after_help = "Examples:
+  certship status --stack certship
+  certship status --certificate-arn arn:aws:acm:…:certificate/0d3f… --output json
+  certship status --target env=prod
+
+Expiry is highlighted under 30 days; ACM says \"newer serial\" when it renewed the certificate
+and that serial is not deployed yet.")]
+pub struct StatusArgs {
+    /// Only the mappings of this certificate
+    #[arg(long, value_name = "ARN")]
+    certificate_arn: Option<String>,
+    /// Only the mappings to this tag target
+    #[arg(long, value_name = "KEY=VALUE", value_parser = ops::parse_target)]
+    target: Option<(String, String)>,
+    #[command(flatten)]
+    stack: StackArgs,
+    #[command(flatten)]
+    aws: AwsArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+impl StatusArgs {
+    pub async fn run(self) -> Result<ExitCode> {
+        let config = ops::sdk_config(&self.aws).await?;
+        let table = Deployment::new(&config, &self.stack).table_name().await?;
+        let mappings = ops::status::mappings(
+            &config,
+            &table,
+            self.certificate_arn.as_deref(),
+            self.target.as_ref(),
+        )
+        .await?;
+        let rows = ops::status::rows(&config, mappings).await;
+        match self.output.output {
+            OutputFormat::Text => {
+                println!("{}", ops::status::text(&rows, colour(&std::io::stdout())))
+            }
+            OutputFormat::Json => ops::print_json(&ops::status::json(&rows))?,
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
