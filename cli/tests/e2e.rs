@@ -136,7 +136,7 @@ impl Cloud {
         }
         let installed = installed_serial(&root, CERT_NAME).unwrap();
         assert!(
-            certship_shared::pem::same_serial(&installed, serial),
+            certship_shared::serial::same_serial(&installed, serial),
             "{instance_id} has {installed}, expected {serial}"
         );
         assert!(key_matches_certificate(&root, CERT_NAME).unwrap());
@@ -440,11 +440,14 @@ async fn a_renewal_redeploys_the_new_serial_to_the_same_hosts() {
 
     assert!(ending.succeeded(), "{ending:?}");
     let new_serial = serial_of(&ending);
-    assert!(certship_shared::pem::same_serial(
+    assert!(certship_shared::serial::same_serial(
         &new_serial,
         &renewed.serial
     ));
-    assert!(!certship_shared::pem::same_serial(&new_serial, &old_serial));
+    assert!(!certship_shared::serial::same_serial(
+        &new_serial,
+        &old_serial
+    ));
     let input: DeploymentRequest = serde_json::from_str(
         cloud
             .sfn()
@@ -473,7 +476,7 @@ async fn a_renewal_redeploys_the_new_serial_to_the_same_hosts() {
         .join("etc/ssl/certs/web-cert.pem.previous");
     let previous_serial =
         certship_shared::pem::pem_serial(&std::fs::read_to_string(previous).unwrap()).unwrap();
-    assert!(certship_shared::pem::same_serial(
+    assert!(certship_shared::serial::same_serial(
         &previous_serial,
         &old_serial
     ));

@@ -324,7 +324,7 @@ async fn a_fresh_install_writes_the_four_files_with_their_modes() {
     assert_eq!(result.outcome["changed"], true);
     assert_eq!(result.outcome["reloaded"], true);
     assert_eq!(result.outcome["rolled_back"], false);
-    assert!(certship_shared::pem::same_serial(
+    assert!(certship_shared::serial::same_serial(
         result.outcome["serial"].as_str().unwrap(),
         &export.serial
     ));
@@ -471,7 +471,7 @@ async fn a_new_serial_replaces_the_files_and_keeps_the_previous_set() {
     let upgrade = install_ok(&cloud, &host, &second);
 
     assert_eq!(upgrade.outcome["status"], "installed");
-    assert!(certship_shared::pem::same_serial(
+    assert!(certship_shared::serial::same_serial(
         upgrade.outcome["serial"].as_str().unwrap(),
         &second.serial
     ));

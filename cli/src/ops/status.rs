@@ -40,7 +40,7 @@ impl Row {
                     serial: Some(acm), ..
                 }),
                 Some(deployed),
-            ) => !certship_shared::pem::same_serial(acm, deployed),
+            ) => !certship_shared::serial::same_serial(acm, deployed),
             _ => false,
         }
     }

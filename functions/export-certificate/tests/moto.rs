@@ -1,7 +1,7 @@
 //! export-certificate against moto server: real ACM exports, real secrets, decrypted with openssl.
 
 use certship_shared::config::{ReloadAllowlist, RequestRules};
-use certship_shared::{DeploymentRequest, Trigger, WorkflowState, naming, pem};
+use certship_shared::{DeploymentRequest, Trigger, WorkflowState, naming};
 use certship_testkit::{moto::Moto, seed};
 use export_certificate::{AppState, CERTIFICATE_ARN_TAG, handler};
 use std::path::Path;
@@ -110,7 +110,10 @@ async fn an_exported_key_decrypts_with_openssl_and_matches_its_certificate() {
         dir.path(),
     );
     assert!(
-        pem::same_serial(serial.trim().trim_start_matches("serial="), &export.serial),
+        certship_shared::serial::same_serial(
+            serial.trim().trim_start_matches("serial="),
+            &export.serial
+        ),
         "{serial}"
     );
     // a wrong passphrase does not decrypt it

@@ -7,9 +7,11 @@ pub mod lambda;
 pub mod mapping;
 pub mod naming;
 pub mod pem;
+pub mod serial;
 pub mod time;
 pub mod types;
 pub mod validate;
 
 pub use error::CertshipError;
+pub use serial::Serial;
 pub use types::*;
