@@ -6,8 +6,8 @@ use certship_cli::local::{LocalCloud, LocalOptions, renewal, sdk_config};
 use certship_cli::ops::watch::{Progress, Report};
 use certship_cli::ops::{self, AwsArgs, Deployment, OutputArgs, OutputFormat, StackArgs};
 use certship_cli::project::{CloudLock, RunningCloud, process_alive, project_dir};
-use certship_shared::config::env;
 use clap::{Args, Parser, Subcommand};
+use dispatch_install::settings;
 use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -255,15 +255,15 @@ fn options(project: &Path, state: &Path, up: &UpArgs) -> Result<LocalOptions> {
     options.port = up.port;
     let overrides: HashMap<&str, String> = [
         (
-            env::INSTALL_DEADLINE_SECONDS,
+            settings::INSTALL_DEADLINE_SECONDS_VAR,
             up.install_deadline.map(|s| s.to_string()),
         ),
         (
-            env::COMMAND_TIMEOUT_SECONDS,
+            settings::COMMAND_TIMEOUT_SECONDS_VAR,
             up.command_timeout.map(|s| s.to_string()),
         ),
-        (env::MAX_CONCURRENCY, up.max_concurrency.clone()),
-        (env::MAX_ERRORS, up.max_errors.clone()),
+        (settings::MAX_CONCURRENCY_VAR, up.max_concurrency.clone()),
+        (settings::MAX_ERRORS_VAR, up.max_errors.clone()),
     ]
     .into_iter()
     .filter_map(|(k, v)| v.map(|v| (k, v)))

@@ -368,7 +368,7 @@ async fn a_failed_deployment_exits_3_and_names_the_host_and_its_reason() {
     // MaxErrors 1: the healthy host gets the command whichever host goes first
     let cloud = start_with(|options| {
         options.command = dispatch_install::CommandSettings::from_lookup(|name| {
-            (name == certship_shared::config::env::MAX_ERRORS).then(|| "1".to_string())
+            (name == dispatch_install::settings::MAX_ERRORS_VAR).then(|| "1".to_string())
         })
         .unwrap();
     })

@@ -2,7 +2,7 @@
 //! environment variables), with bash, openssl and the AWS CLI, against secrets that the real
 //! export Lambda code stored in moto; each simulated host is a temporary directory.
 
-use certship_shared::config::{ReloadAllowlist, RequestRules};
+use certship_shared::rules::{ReloadAllowlist, RequestRules};
 use certship_shared::{DeploymentRequest, ExportResult, Trigger, WorkflowState};
 use certship_testkit::{document, moto::Moto, moto::venv_python, seed};
 use serde_json::Value;
@@ -108,7 +108,8 @@ impl Cloud {
         let moto = Moto::start().unwrap();
         let config = moto.sdk_config("us-east-1").await;
         let rules = RequestRules::new("us-east-1", ReloadAllowlist::parse("nginx").unwrap());
-        let export = export_certificate::AppState::new(&config, rules);
+        let export =
+            export_certificate::AppState::new(&config, export_certificate::Settings { rules });
         Self { moto, export }
     }
 

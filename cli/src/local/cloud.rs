@@ -8,7 +8,7 @@ use super::provision::{self, Provisioned};
 use super::run_command::{HostEnvironment, RunCommand};
 use anyhow::{Context, Result, bail};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use certship_shared::config::{ReloadAllowlist, RequestRules};
+use certship_shared::rules::{ReloadAllowlist, RequestRules};
 use dispatch_install::CommandSettings;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -6,7 +6,6 @@ use aws_config::SdkConfig;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use aws_sdk_ssm::types::{CommandInvocation, CommandInvocationStatus, CommandStatus};
-use certship_shared::config::{self, env};
 use certship_shared::error::is_throttling_code;
 use certship_shared::mapping::{self, LastDeployment, attr};
 use certship_shared::{
@@ -15,6 +14,9 @@ use certship_shared::{
 };
 use serde::Serialize;
 use std::time::SystemTime;
+
+mod settings;
+pub use settings::{DEFAULT_EVENT_BUS, EVENT_BUS_NAME_VAR, Settings};
 
 /// What the handler needs, built once per cold start.
 pub struct AppState {
@@ -26,33 +28,22 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Clients from `config`, writing to `table_name` and publishing on `event_bus_name`.
-    pub fn new(
-        config: &SdkConfig,
-        table_name: impl Into<String>,
-        event_bus_name: impl Into<String>,
-    ) -> Self {
+    /// Clients from `config`, with `settings`.
+    pub fn new(config: &SdkConfig, settings: Settings) -> Self {
+        let Settings {
+            table_name,
+            event_bus_name,
+        } = settings;
         Self {
             ssm: aws_sdk_ssm::Client::new(config),
             dynamodb: aws_sdk_dynamodb::Client::new(config),
             events: aws_sdk_eventbridge::Client::new(config),
-            table_name: table_name.into(),
-            event_bus_name: event_bus_name.into(),
+            table_name,
+            event_bus_name,
         }
-    }
-
-    /// Clients from `config`; `TABLE_NAME` is required, `EVENT_BUS_NAME` defaults to `default`.
-    pub fn from_env(config: &SdkConfig) -> Result<Self, CertshipError> {
-        Ok(Self::new(
-            config,
-            config::required(env::TABLE_NAME)?,
-            config::optional(env::EVENT_BUS_NAME).unwrap_or_else(|| DEFAULT_EVENT_BUS.to_string()),
-        ))
     }
 }
 
-/// The bus deployment events go to when `EVENT_BUS_NAME` is unset.
-pub const DEFAULT_EVENT_BUS: &str = "default";
 /// `source` of every deployment event.
 pub const EVENT_SOURCE: &str = "certship";
 pub const DETAIL_TYPE_SUCCEEDED: &str = "Certificate Deployment Succeeded";

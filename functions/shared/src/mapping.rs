@@ -6,6 +6,10 @@ use crate::naming::{certificate_arn_cert_name, tag_key_value};
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::HashMap;
 
+/// The variable naming the mapping table. Shared: dispatch-install, check-install-status and
+/// renewal-trigger all read it, and the template sets it on each of them.
+pub const TABLE_NAME_VAR: &str = "TABLE_NAME";
+
 /// Attribute and index names, seed-compatible.
 pub mod attr {
     pub const PARTITION_KEY: &str = "TagKeyValue";
