@@ -259,7 +259,7 @@ async fn scenario(cloud: &LocalCloud, steps: &mut Steps) -> Result<()> {
     steps.next("Renewing the certificate in ACM");
     let renewed = certship_local::renewal::renew(&cloud.endpoint, config, &arn).await?;
     ensure!(
-        !certship_shared::pem::same_serial(&renewed.serial, &serial),
+        !certship_shared::serial::same_serial(&renewed.serial, &serial),
         "the renewal kept serial {serial}"
     );
     say(&format!(
@@ -338,7 +338,7 @@ async fn show_hosts(
         }
         let installed = installed_serial(&root, cert_name).context("unreadable certificate")?;
         ensure!(
-            certship_shared::pem::same_serial(&installed, serial),
+            certship_shared::serial::same_serial(&installed, serial),
             "{instance_id} has serial {installed}, expected {serial}"
         );
         ensure!(

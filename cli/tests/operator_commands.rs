@@ -367,10 +367,12 @@ async fn deploy_follow_status_history_and_unmap_against_the_local_cloud() {
 async fn a_failed_deployment_exits_3_and_names_the_host_and_its_reason() {
     // MaxErrors 1: the healthy host gets the command whichever host goes first
     let cloud = start_with(|options| {
-        options.command = certship_local::CommandSettings::from_lookup(|name| {
-            (name == certship_shared::config::env::MAX_ERRORS).then(|| "1".to_string())
-        })
-        .unwrap();
+        options
+            .override_command(&certship_local::CommandOverrides {
+                max_errors: Some("1".into()),
+                ..Default::default()
+            })
+            .unwrap();
     })
     .await;
     let good = cloud.host("qa", Simulation::Healthy).await;

@@ -9,9 +9,8 @@
 //! and an `x-amz-date`, not the signature's value: there are no IAM users to check it against.
 //! The signing itself is checked against AWS's test vectors (`ops::api`).
 
-use certship_shared::validate::{
-    CertificateArn, validate_cert_name, validate_tag_key, validate_tag_value,
-};
+use certship_shared::arn::CertificateArn;
+use certship_shared::rules::{validate_cert_name, validate_tag_key, validate_tag_value};
 use hyper::StatusCode;
 use hyper::header::HeaderMap;
 use serde_json::{Value, json};
@@ -136,7 +135,7 @@ fn model(body: &[u8]) -> Result<Value, String> {
     validate_tag_value(&text("TargetTagValue")?).map_err(invalid)?;
     let reload = text("ReloadService")?;
     if !reload.is_empty() {
-        certship_shared::config::ReloadAllowlist::parse(&reload).map_err(|_| {
+        certship_shared::rules::ReloadAllowlist::parse(&reload).map_err(|_| {
             format!("Invalid request body: ReloadService {reload:?} is not a unit name")
         })?;
     }

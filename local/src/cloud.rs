@@ -8,7 +8,7 @@ use super::provision::{self, Provisioned};
 use super::run_command::{HostEnvironment, RunCommand};
 use anyhow::{Context, Result, bail};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use certship_shared::config::{ReloadAllowlist, RequestRules};
+use certship_shared::rules::{ReloadAllowlist, RequestRules};
 use dispatch_install::CommandSettings;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -66,18 +66,21 @@ impl LocalOptions {
     /// Applies `overrides` with dispatch-install's own parsing, so a value it would refuse in
     /// AWS is refused here, before anything starts.
     pub fn override_command(&mut self, overrides: &CommandOverrides) -> Result<()> {
-        use certship_shared::config::env;
+        use dispatch_install::settings;
         let values: std::collections::HashMap<&str, String> = [
             (
-                env::INSTALL_DEADLINE_SECONDS,
+                settings::INSTALL_DEADLINE_SECONDS_VAR,
                 overrides.install_deadline_seconds.map(|s| s.to_string()),
             ),
             (
-                env::COMMAND_TIMEOUT_SECONDS,
+                settings::COMMAND_TIMEOUT_SECONDS_VAR,
                 overrides.command_timeout_seconds.map(|s| s.to_string()),
             ),
-            (env::MAX_CONCURRENCY, overrides.max_concurrency.clone()),
-            (env::MAX_ERRORS, overrides.max_errors.clone()),
+            (
+                settings::MAX_CONCURRENCY_VAR,
+                overrides.max_concurrency.clone(),
+            ),
+            (settings::MAX_ERRORS_VAR, overrides.max_errors.clone()),
         ]
         .into_iter()
         .filter_map(|(k, v)| v.map(|v| (k, v)))

@@ -3,8 +3,8 @@
 
 use aws_config::SdkConfig;
 use certship_shared::CertshipError;
-use certship_shared::config::RequestRules;
 use certship_shared::lambda::decode;
+use certship_shared::rules::RequestRules;
 use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -111,25 +111,34 @@ pub struct Functions {
 impl Functions {
     pub fn new(config: &SdkConfig, settings: FunctionSettings) -> Self {
         Self {
-            export: export_certificate::AppState::new(config, settings.rules.clone()),
-            dispatch: dispatch_install::AppState {
-                dynamodb: aws_sdk_dynamodb::Client::new(config),
-                ssm: aws_sdk_ssm::Client::new(config),
-                table_name: settings.table_name.clone(),
-                rules: settings.rules,
-                command: settings.command,
-            },
+            export: export_certificate::AppState::new(
+                config,
+                export_certificate::Settings {
+                    rules: settings.rules.clone(),
+                },
+            ),
+            dispatch: dispatch_install::AppState::new(
+                config,
+                dispatch_install::Settings {
+                    table_name: settings.table_name.clone(),
+                    rules: settings.rules,
+                    command: settings.command,
+                },
+            ),
             check: check_install_status::AppState::new(
                 config,
-                settings.table_name.clone(),
-                settings.event_bus_name,
+                check_install_status::Settings {
+                    table_name: settings.table_name.clone(),
+                    event_bus_name: settings.event_bus_name,
+                },
             ),
-            renewal: renewal_trigger::AppState {
-                dynamodb: aws_sdk_dynamodb::Client::new(config),
-                sfn: aws_sdk_sfn::Client::new(config),
-                table_name: settings.table_name,
-                state_machine_arn: settings.state_machine_arn,
-            },
+            renewal: renewal_trigger::AppState::new(
+                config,
+                renewal_trigger::Settings {
+                    table_name: settings.table_name,
+                    state_machine_arn: settings.state_machine_arn,
+                },
+            ),
             faults: Mutex::new(HashMap::new()),
         }
     }

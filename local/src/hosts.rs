@@ -95,8 +95,8 @@ pub fn parse_tag(text: &str) -> Result<(String, String), String> {
     let (key, value) = text
         .split_once('=')
         .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))?;
-    certship_shared::validate::validate_tag_key(key).map_err(|e| e.to_string())?;
-    certship_shared::validate::validate_tag_value(value).map_err(|e| e.to_string())?;
+    certship_shared::rules::validate_tag_key(key).map_err(|e| e.to_string())?;
+    certship_shared::rules::validate_tag_value(value).map_err(|e| e.to_string())?;
     Ok((key.to_string(), value.to_string()))
 }
 

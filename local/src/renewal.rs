@@ -41,7 +41,7 @@ pub async fn renew(endpoint: &str, config: &SdkConfig, certificate_arn: &str) ->
     )
     .context("the emulator's renewal answer")?;
 
-    let region = certship_shared::validate::CertificateArn::parse(certificate_arn)?.region;
+    let region = certship_shared::arn::CertificateArn::parse(certificate_arn)?.region;
     let detail = json!({
         "Action": "RENEWAL",
         "CertificateType": before.r#type().map_or("AMAZON_ISSUED", |t| t.as_str()),

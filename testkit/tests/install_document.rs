@@ -2,8 +2,8 @@
 //! environment variables), with bash, openssl and the AWS CLI, against secrets that the real
 //! export Lambda code stored in moto; each simulated host is a temporary directory.
 
-use certship_shared::config::{ReloadAllowlist, RequestRules};
-use certship_shared::{DeploymentRequest, ExportResult, Trigger, WorkflowState};
+use certship_shared::rules::{ReloadAllowlist, RequestRules};
+use certship_shared::{DeploymentRequest, ExportResult, HostReport, Trigger, WorkflowState};
 use certship_testkit::{document, moto::Moto, moto::venv_python, seed};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -108,7 +108,8 @@ impl Cloud {
         let moto = Moto::start().unwrap();
         let config = moto.sdk_config("us-east-1").await;
         let rules = RequestRules::new("us-east-1", ReloadAllowlist::parse("nginx").unwrap());
-        let export = export_certificate::AppState::new(&config, rules);
+        let export =
+            export_certificate::AppState::new(&config, export_certificate::Settings { rules });
         Self { moto, export }
     }
 
@@ -233,6 +234,11 @@ fn run_with(
         .to_string();
     let outcome = serde_json::from_str(&last)
         .unwrap_or_else(|e| panic!("last line is not JSON ({e}): {text}"));
+    // the shared type reads that very line, and names every field of it
+    let report = HostReport::from_output(&String::from_utf8_lossy(&output.stdout))
+        .unwrap_or_else(|| panic!("no HostReport in: {text}"));
+    assert!(report.other.is_empty(), "unnamed fields {:?}", report.other);
+    assert_eq!(serde_json::to_value(&report).unwrap(), outcome);
     Run {
         output,
         text,
@@ -324,7 +330,7 @@ async fn a_fresh_install_writes_the_four_files_with_their_modes() {
     assert_eq!(result.outcome["changed"], true);
     assert_eq!(result.outcome["reloaded"], true);
     assert_eq!(result.outcome["rolled_back"], false);
-    assert!(certship_shared::pem::same_serial(
+    assert!(certship_shared::serial::same_serial(
         result.outcome["serial"].as_str().unwrap(),
         &export.serial
     ));
@@ -471,7 +477,7 @@ async fn a_new_serial_replaces_the_files_and_keeps_the_previous_set() {
     let upgrade = install_ok(&cloud, &host, &second);
 
     assert_eq!(upgrade.outcome["status"], "installed");
-    assert!(certship_shared::pem::same_serial(
+    assert!(certship_shared::serial::same_serial(
         upgrade.outcome["serial"].as_str().unwrap(),
         &second.serial
     ));

@@ -4,7 +4,7 @@
 use super::{Deployment, explain, region};
 use anyhow::{Context, Result, bail};
 use aws_config::SdkConfig;
-use certship_shared::config::{ReloadAllowlist, RequestRules};
+use certship_shared::rules::{ReloadAllowlist, RequestRules};
 use certship_shared::{DeploymentRequest, Trigger};
 use serde_json::{Value, json};
 
@@ -48,7 +48,7 @@ pub fn checked_request(
             reload_service.unwrap_or_default()
         )
     })?;
-    let valid = certship_shared::validate::validate_request(
+    let valid = certship_shared::rules::validate_request(
         &request,
         &RequestRules::new(config_region, allowlist),
     )

@@ -5,9 +5,9 @@ use super::{explain, table};
 use anyhow::{Context, Result};
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
+use certship_shared::arn::CertificateArn;
 use certship_shared::mapping::{Mapping, attr};
 use certship_shared::naming::tag_key_value;
-use certship_shared::validate::CertificateArn;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::time::SystemTime;
@@ -40,7 +40,7 @@ impl Row {
                     serial: Some(acm), ..
                 }),
                 Some(deployed),
-            ) => !certship_shared::pem::same_serial(acm, deployed),
+            ) => !certship_shared::serial::same_serial(acm, deployed),
             _ => false,
         }
     }

@@ -260,13 +260,9 @@ pub struct HostOutcome {
 /// A serial as the host's openssl prints it (`0A1B…`) in ACM's notation (`0a:1b:…`), so the
 /// table reads like the console and `certship status`.
 fn acm_notation(serial: &str) -> String {
-    let mut digits: String = serial.chars().filter(|c| *c != ':').collect();
-    if digits.len() % 2 == 1 {
-        digits.insert(0, '0');
-    }
-    hex::decode(&digits)
-        .map(|bytes| certship_shared::pem::format_serial(&bytes))
-        .unwrap_or_else(|_| serial.to_string())
+    serial
+        .parse::<certship_shared::serial::Serial>()
+        .map_or_else(|_| serial.to_string(), |s| s.to_string())
 }
 
 /// The last line of a host's output worth showing: the reason, not the separator.

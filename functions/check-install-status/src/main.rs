@@ -1,7 +1,7 @@
 //! Lambda entry point: wiring only. The logic is [`check_install_status::handler`].
 
 use certship_shared::lambda::decode;
-use check_install_status::{AppState, handler};
+use check_install_status::{AppState, Settings, handler};
 use lambda_runtime::{LambdaEvent, service_fn};
 use std::sync::Arc;
 
@@ -9,7 +9,7 @@ use std::sync::Arc;
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = aws_config::load_from_env().await;
-    let state = Arc::new(AppState::from_env(&config).expect("TABLE_NAME must be set"));
+    let state = Arc::new(AppState::new(&config, Settings::from_env()?));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let state = Arc::clone(&state);
         async move { handler(&state, decode(event.payload)?).await }

@@ -5,16 +5,15 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_ssm::operation::send_command::SendCommandError;
 use aws_sdk_ssm::types::Target;
-use certship_shared::config::{RequestRules, env};
 use certship_shared::mapping::{self, attr};
 use certship_shared::naming::tag_key_value;
-use certship_shared::validate::validate_request;
+use certship_shared::rules::{RequestRules, validate_request};
 use certship_shared::{CertshipError, DispatchResult, ExportResult, WorkflowState, time};
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
-mod settings;
-pub use settings::CommandSettings;
+pub mod settings;
+pub use settings::{CommandSettings, Settings};
 
 /// What the handler needs, built once per cold start.
 pub struct AppState {
@@ -26,15 +25,20 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Reads `TABLE_NAME`, the request rules and the command settings from the environment.
-    pub fn from_env(config: &aws_config::SdkConfig) -> Result<Self, CertshipError> {
-        Ok(Self {
+    /// Clients from `config`, with `settings`.
+    pub fn new(config: &aws_config::SdkConfig, settings: Settings) -> Self {
+        let Settings {
+            table_name,
+            rules,
+            command,
+        } = settings;
+        Self {
             dynamodb: aws_sdk_dynamodb::Client::new(config),
             ssm: aws_sdk_ssm::Client::new(config),
-            table_name: certship_shared::config::required(env::TABLE_NAME)?,
-            rules: RequestRules::from_env()?,
-            command: CommandSettings::from_env()?,
-        })
+            table_name,
+            rules,
+            command,
+        }
     }
 }
 

@@ -1,8 +1,42 @@
-//! How the install command is sent, from the environment (template parameters), checked at cold
-//! start against the patterns SSM and the install document accept.
+//! What dispatch-install takes from its environment: the mapping table, the request rules and how
+//! the install command is sent (template parameters), checked at cold start against the patterns
+//! SSM and the install document accept.
 
-use certship_shared::CertshipError;
-use certship_shared::config::env;
+use certship_shared::mapping::TABLE_NAME_VAR;
+use certship_shared::rules::RequestRules;
+use certship_shared::{CertshipError, env};
+
+/// The environment variables the command settings come from (set by the template, and by
+/// `certship local up`'s flags).
+pub const INSTALL_DOCUMENT_NAME_VAR: &str = "INSTALL_DOCUMENT_NAME";
+pub const COMMAND_TIMEOUT_SECONDS_VAR: &str = "COMMAND_TIMEOUT_SECONDS";
+pub const INSTALL_DEADLINE_SECONDS_VAR: &str = "INSTALL_DEADLINE_SECONDS";
+pub const MAX_CONCURRENCY_VAR: &str = "MAX_CONCURRENCY";
+pub const MAX_ERRORS_VAR: &str = "MAX_ERRORS";
+pub const CERTIFICATE_DIRECTORY_VAR: &str = "CERTIFICATE_DIRECTORY";
+pub const PRIVATE_KEY_DIRECTORY_VAR: &str = "PRIVATE_KEY_DIRECTORY";
+pub const FILE_OWNER_VAR: &str = "FILE_OWNER";
+pub const FILE_GROUP_VAR: &str = "FILE_GROUP";
+
+/// The function's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The mapping table (`TABLE_NAME`, required).
+    pub table_name: String,
+    /// What a request may ask for here (`AWS_REGION`, `ALLOWED_RELOAD_SERVICES`).
+    pub rules: RequestRules,
+    pub command: CommandSettings,
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, CertshipError> {
+        Ok(Self {
+            table_name: env::required(TABLE_NAME_VAR)?,
+            rules: RequestRules::from_env()?,
+            command: CommandSettings::from_env()?,
+        })
+    }
+}
 
 /// SendCommand settings and the document parameters that come from the deployment, not the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,13 +103,13 @@ fn is_account_name(value: &str) -> bool {
 
 impl CommandSettings {
     pub fn from_env() -> Result<Self, CertshipError> {
-        Self::from_lookup(certship_shared::config::optional)
+        Self::from_lookup(env::optional)
     }
 
     /// Reads the settings through `lookup` (the environment in production, a map in tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, CertshipError> {
         let document_name =
-            lookup(env::INSTALL_DOCUMENT_NAME).unwrap_or_else(|| DEFAULT_DOCUMENT_NAME.into());
+            lookup(INSTALL_DOCUMENT_NAME_VAR).unwrap_or_else(|| DEFAULT_DOCUMENT_NAME.into());
         if document_name.is_empty()
             || document_name.len() > 128
             || !document_name
@@ -83,7 +117,7 @@ impl CommandSettings {
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
         {
             return Err(config_error(
-                env::INSTALL_DOCUMENT_NAME,
+                INSTALL_DOCUMENT_NAME_VAR,
                 &document_name,
                 "not an SSM document name",
             ));
@@ -102,30 +136,30 @@ impl CommandSettings {
             }
         };
         let timeout_seconds = number(
-            env::COMMAND_TIMEOUT_SECONDS,
+            COMMAND_TIMEOUT_SECONDS_VAR,
             DEFAULT_TIMEOUT_SECONDS as u64,
             30,
             2_592_000,
         )?;
         let deadline_seconds = number(
-            env::INSTALL_DEADLINE_SECONDS,
+            INSTALL_DEADLINE_SECONDS_VAR,
             DEFAULT_DEADLINE_SECONDS,
             60,
             2_592_000,
         )?;
         let max_concurrency =
-            lookup(env::MAX_CONCURRENCY).unwrap_or_else(|| DEFAULT_MAX_CONCURRENCY.into());
+            lookup(MAX_CONCURRENCY_VAR).unwrap_or_else(|| DEFAULT_MAX_CONCURRENCY.into());
         if !is_rate(&max_concurrency, false) {
             return Err(config_error(
-                env::MAX_CONCURRENCY,
+                MAX_CONCURRENCY_VAR,
                 &max_concurrency,
                 "a count of 1 or more, or 1%-100%",
             ));
         }
-        let max_errors = lookup(env::MAX_ERRORS).unwrap_or_else(|| DEFAULT_MAX_ERRORS.into());
+        let max_errors = lookup(MAX_ERRORS_VAR).unwrap_or_else(|| DEFAULT_MAX_ERRORS.into());
         if !is_rate(&max_errors, true) {
             return Err(config_error(
-                env::MAX_ERRORS,
+                MAX_ERRORS_VAR,
                 &max_errors,
                 "a count of 0 or more, or 0%-100%",
             ));
@@ -147,10 +181,10 @@ impl CommandSettings {
             deadline_seconds,
             max_concurrency,
             max_errors,
-            certificate_directory: checked(env::CERTIFICATE_DIRECTORY, is_directory, directory)?,
-            private_key_directory: checked(env::PRIVATE_KEY_DIRECTORY, is_directory, directory)?,
-            file_owner: checked(env::FILE_OWNER, is_account_name, account)?,
-            file_group: checked(env::FILE_GROUP, is_account_name, account)?,
+            certificate_directory: checked(CERTIFICATE_DIRECTORY_VAR, is_directory, directory)?,
+            private_key_directory: checked(PRIVATE_KEY_DIRECTORY_VAR, is_directory, directory)?,
+            file_owner: checked(FILE_OWNER_VAR, is_account_name, account)?,
+            file_group: checked(FILE_GROUP_VAR, is_account_name, account)?,
         })
     }
 }
@@ -183,11 +217,11 @@ mod tests {
     #[test]
     fn values_from_the_environment_are_checked() {
         let s = settings(&[
-            (env::COMMAND_TIMEOUT_SECONDS, "120"),
-            (env::MAX_CONCURRENCY, "10"),
-            (env::MAX_ERRORS, "25%"),
-            (env::CERTIFICATE_DIRECTORY, "/etc/pki/tls/certs"),
-            (env::FILE_GROUP, "ssl-cert"),
+            (COMMAND_TIMEOUT_SECONDS_VAR, "120"),
+            (MAX_CONCURRENCY_VAR, "10"),
+            (MAX_ERRORS_VAR, "25%"),
+            (CERTIFICATE_DIRECTORY_VAR, "/etc/pki/tls/certs"),
+            (FILE_GROUP_VAR, "ssl-cert"),
         ])
         .unwrap();
         assert_eq!(s.timeout_seconds, 120);
@@ -197,22 +231,22 @@ mod tests {
             Some("/etc/pki/tls/certs")
         );
         for (name, bad) in [
-            (env::COMMAND_TIMEOUT_SECONDS, "10"),
-            (env::COMMAND_TIMEOUT_SECONDS, "ten"),
-            (env::INSTALL_DEADLINE_SECONDS, "0"),
-            (env::MAX_CONCURRENCY, "0"),
-            (env::MAX_CONCURRENCY, "101%"),
-            (env::MAX_ERRORS, "05"),
-            (env::CERTIFICATE_DIRECTORY, "etc/ssl"),
-            (env::PRIVATE_KEY_DIRECTORY, "/etc/../root"),
-            (env::FILE_OWNER, "root;reboot"),
-            (env::INSTALL_DOCUMENT_NAME, "doc name"),
+            (COMMAND_TIMEOUT_SECONDS_VAR, "10"),
+            (COMMAND_TIMEOUT_SECONDS_VAR, "ten"),
+            (INSTALL_DEADLINE_SECONDS_VAR, "0"),
+            (MAX_CONCURRENCY_VAR, "0"),
+            (MAX_CONCURRENCY_VAR, "101%"),
+            (MAX_ERRORS_VAR, "05"),
+            (CERTIFICATE_DIRECTORY_VAR, "etc/ssl"),
+            (PRIVATE_KEY_DIRECTORY_VAR, "/etc/../root"),
+            (FILE_OWNER_VAR, "root;reboot"),
+            (INSTALL_DOCUMENT_NAME_VAR, "doc name"),
         ] {
             let err = settings(&[(name, bad)]).unwrap_err();
             assert_eq!(err.name(), "ConfigurationError");
             assert!(err.to_string().contains(name), "{err}");
         }
-        assert!(settings(&[(env::MAX_ERRORS, "0%")]).is_ok());
-        assert!(settings(&[(env::MAX_CONCURRENCY, "100%")]).is_ok());
+        assert!(settings(&[(MAX_ERRORS_VAR, "0%")]).is_ok());
+        assert!(settings(&[(MAX_CONCURRENCY_VAR, "100%")]).is_ok());
     }
 }

@@ -9,7 +9,7 @@ use aws_sdk_ssm::operation::send_command::SendCommandOutput;
 use aws_sdk_ssm::types::Command;
 use aws_sdk_ssm::types::error::InvalidDocument;
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
-use certship_shared::config::ReloadAllowlist;
+use certship_shared::rules::ReloadAllowlist;
 use certship_shared::{DeploymentRequest, Trigger};
 use std::sync::{Arc, Mutex};
 

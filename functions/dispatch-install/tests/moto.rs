@@ -2,11 +2,11 @@
 //! and is found through the index, and the command reaches the tagged instances only.
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use certship_shared::config::{ReloadAllowlist, RequestRules};
 use certship_shared::mapping::{self, Mapping, attr};
+use certship_shared::rules::{ReloadAllowlist, RequestRules};
 use certship_shared::{DeploymentRequest, Trigger, WorkflowState};
 use certship_testkit::{assert_no_secret, moto::Moto, seed};
-use dispatch_install::{AppState, CommandSettings, handler};
+use dispatch_install::{AppState, CommandSettings, Settings, handler};
 
 const TABLE: &str = "certship-mappings";
 
@@ -21,18 +21,19 @@ async fn cloud() -> Cloud {
     let moto = Moto::start().unwrap();
     let config = moto.sdk_config("us-east-1").await;
     let rules = RequestRules::new("us-east-1", ReloadAllowlist::parse("nginx").unwrap());
-    let dispatch = AppState {
-        dynamodb: aws_sdk_dynamodb::Client::new(&config),
-        ssm: aws_sdk_ssm::Client::new(&config),
-        table_name: TABLE.into(),
-        rules: rules.clone(),
-        command: CommandSettings::from_lookup(|_| None).unwrap(),
-    };
+    let dispatch = AppState::new(
+        &config,
+        Settings {
+            table_name: TABLE.into(),
+            rules: rules.clone(),
+            command: CommandSettings::from_lookup(|_| None).unwrap(),
+        },
+    );
     seed::mapping_table(&dispatch.dynamodb, TABLE)
         .await
         .unwrap();
     Cloud {
-        export: export_certificate::AppState::new(&config, rules),
+        export: export_certificate::AppState::new(&config, export_certificate::Settings { rules }),
         dispatch,
         ec2: aws_sdk_ec2::Client::new(&config),
         _moto: moto,

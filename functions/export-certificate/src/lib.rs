@@ -10,14 +10,16 @@ use aws_sdk_secretsmanager::operation::create_secret::CreateSecretError;
 use aws_sdk_secretsmanager::types::Tag;
 use aws_smithy_types::Blob;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-use certship_shared::config::RequestRules;
-use certship_shared::validate::{CertificateArn, validate_request};
+use certship_shared::arn::CertificateArn;
+use certship_shared::rules::{RequestRules, validate_request};
 use certship_shared::{CertshipError, ExportResult, WorkflowState, naming, pem, time};
 use serde::Serialize;
 use std::time::SystemTime;
 
 mod passphrase;
+mod settings;
 pub use passphrase::Passphrase;
+pub use settings::Settings;
 
 /// What the handler needs, built once per cold start.
 pub struct AppState {
@@ -27,18 +29,14 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Clients from `config`, for requests checked against `rules`.
-    pub fn new(config: &aws_config::SdkConfig, rules: RequestRules) -> Self {
+    /// Clients from `config`, with `settings`.
+    pub fn new(config: &aws_config::SdkConfig, settings: Settings) -> Self {
+        let Settings { rules } = settings;
         Self {
             acm: aws_sdk_acm::Client::new(config),
             secrets: aws_sdk_secretsmanager::Client::new(config),
             rules,
         }
-    }
-
-    /// Clients from `config`, and the request rules from the environment.
-    pub fn from_env(config: &aws_config::SdkConfig) -> Result<Self, CertshipError> {
-        Ok(Self::new(config, RequestRules::from_env()?))
     }
 }
 

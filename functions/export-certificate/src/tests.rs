@@ -15,7 +15,7 @@ use aws_sdk_secretsmanager::types::error::{InvalidRequestException, ResourceExis
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use aws_smithy_runtime_api::http::{Response, StatusCode};
 use aws_smithy_types::body::SdkBody;
-use certship_shared::config::ReloadAllowlist;
+use certship_shared::rules::ReloadAllowlist;
 use certship_shared::{DeploymentRequest, Trigger};
 use std::sync::{Arc, Mutex};
 

@@ -1,9 +1,9 @@
 //! export-certificate against moto server: real ACM exports, real secrets, decrypted with openssl.
 
-use certship_shared::config::{ReloadAllowlist, RequestRules};
-use certship_shared::{DeploymentRequest, Trigger, WorkflowState, naming, pem};
+use certship_shared::rules::{ReloadAllowlist, RequestRules};
+use certship_shared::{DeploymentRequest, Trigger, WorkflowState, naming};
 use certship_testkit::{moto::Moto, seed};
-use export_certificate::{AppState, CERTIFICATE_ARN_TAG, handler};
+use export_certificate::{AppState, CERTIFICATE_ARN_TAG, Settings, handler};
 use std::path::Path;
 use std::process::Command;
 
@@ -22,7 +22,9 @@ async fn app(moto: &Moto, home_region: &str) -> AppState {
     let config = moto.sdk_config(home_region).await;
     AppState::new(
         &config,
-        RequestRules::new(home_region, ReloadAllowlist::parse("nginx").unwrap()),
+        Settings {
+            rules: RequestRules::new(home_region, ReloadAllowlist::parse("nginx").unwrap()),
+        },
     )
 }
 
@@ -110,7 +112,10 @@ async fn an_exported_key_decrypts_with_openssl_and_matches_its_certificate() {
         dir.path(),
     );
     assert!(
-        pem::same_serial(serial.trim().trim_start_matches("serial="), &export.serial),
+        certship_shared::serial::same_serial(
+            serial.trim().trim_start_matches("serial="),
+            &export.serial
+        ),
         "{serial}"
     );
     // a wrong passphrase does not decrypt it

@@ -5,11 +5,14 @@
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sfn::operation::start_execution::StartExecutionError;
+use certship_shared::arn::CertificateArn;
 use certship_shared::mapping::{Mapping, attr};
-use certship_shared::validate::CertificateArn;
 use certship_shared::{CertshipError, Trigger, WorkflowState, naming};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+
+mod settings;
+pub use settings::{STATE_MACHINE_ARN_VAR, Settings};
 
 /// What the handler needs, built once per cold start.
 pub struct AppState {
@@ -19,6 +22,22 @@ pub struct AppState {
     pub table_name: String,
     /// The deployment state machine (`STATE_MACHINE_ARN`).
     pub state_machine_arn: String,
+}
+
+impl AppState {
+    /// Clients from `config`, with `settings`.
+    pub fn new(config: &aws_config::SdkConfig, settings: Settings) -> Self {
+        let Settings {
+            table_name,
+            state_machine_arn,
+        } = settings;
+        Self {
+            dynamodb: aws_sdk_dynamodb::Client::new(config),
+            sfn: aws_sdk_sfn::Client::new(config),
+            table_name,
+            state_machine_arn,
+        }
+    }
 }
 
 /// The only event this function acts on.

@@ -1,15 +1,26 @@
 //! certship's workflow contract, shared by every Lambda, the CLI and the local cloud, so that the
 //! producer and the consumer of a state can never drift apart.
+//!
+//! Modules depend on one another in one direction only: `serial` on nothing of the crate's,
+//! `env` and `arn` on `error`, `rules` on `arn` and `env`, `pem` and `host_report` on `serial`,
+//! and the records (`mapping`, `event`) on the payload types.
 
-pub mod config;
+pub mod arn;
+pub mod env;
 pub mod error;
+pub mod event;
+pub mod host_report;
 pub mod lambda;
 pub mod mapping;
 pub mod naming;
 pub mod pem;
+pub mod rules;
+pub mod serial;
 pub mod time;
 pub mod types;
-pub mod validate;
 
 pub use error::CertshipError;
+pub use event::DeploymentEvent;
+pub use host_report::HostReport;
+pub use serial::Serial;
 pub use types::*;

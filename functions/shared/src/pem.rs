@@ -1,6 +1,8 @@
 //! Just enough PEM and DER to read a certificate's serial number, so that the serial the workflow
-//! expects is the serial of the very certificate that was exported.
+//! expects is the serial of the very certificate that was exported. The notation is
+//! [`crate::serial`]'s.
 
+use crate::serial::Serial;
 use base64::Engine;
 
 /// The DER bytes of the first `CERTIFICATE` block of `pem`.
@@ -62,39 +64,11 @@ pub fn certificate_serial(der: &[u8]) -> Option<Vec<u8>> {
     Some(serial.to_vec())
 }
 
-/// A serial in ACM's notation: lowercase hex bytes separated by colons (`0a:1b:2c`).
-pub fn format_serial(serial: &[u8]) -> String {
-    serial
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
 /// The serial of the first certificate in `pem`, in ACM's notation.
 pub fn pem_serial(pem: &str) -> Option<String> {
     first_certificate_der(pem)
         .and_then(|der| certificate_serial(&der))
-        .map(|s| format_serial(&s))
-}
-
-/// Compares serials written as ACM does (`0a:1b`), as openssl does (`0A1B`) or either without
-/// leading zeros.
-pub fn same_serial(a: &str, b: &str) -> bool {
-    fn norm(s: &str) -> String {
-        let hex: String = s
-            .chars()
-            .filter(|c| *c != ':')
-            .collect::<String>()
-            .to_ascii_lowercase();
-        let trimmed = hex.trim_start_matches('0');
-        if trimmed.is_empty() {
-            "0".to_string()
-        } else {
-            trimmed.to_string()
-        }
-    }
-    norm(a) == norm(b)
+        .map(|s| Serial::from_bytes(&s).to_string())
 }
 
 #[cfg(test)]
@@ -125,12 +99,5 @@ qy9KiQsmCZzQGw/dVIZDN1ZmKA==
         assert_eq!(pem_serial("no pem here"), None);
         assert_eq!(certificate_serial(&[0x30, 0x03, 0x02, 0x01]), None);
         assert_eq!(certificate_serial(&[]), None);
-    }
-
-    #[test]
-    fn serial_notations_compare_equal() {
-        assert!(same_serial("0a:1b:2c", "0A1B2C"));
-        assert!(same_serial("00:c0:ff:ee", "C0FFEE"));
-        assert!(!same_serial("0a:1b:2c", "0A1B2D"));
     }
 }

@@ -1,109 +1,128 @@
-//! Input validation, the same for the Lambdas and the CLI: an invalid request is refused before
-//! anything is exported or sent, with a message that names the field.
+//! The request rules, the same for the Lambdas, the CLI and the local cloud: an invalid request is
+//! refused before anything is exported or sent, with a message that names the field. Some rules
+//! depend on the deployment (its partition and the reload allowlist): [`RequestRules`].
 
-use crate::config::RequestRules;
-use crate::{CertshipError, DeploymentRequest};
+use crate::arn::{CertificateArn, partition_of_region};
+use crate::{CertshipError, DeploymentRequest, env};
 
-/// The parts of an ACM certificate ARN.
+/// The variable holding the template's `AllowedReloadServices`. Shared: export-certificate and
+/// dispatch-install both read it through [`RequestRules::from_env`], and the template sets it on
+/// both.
+pub const ALLOWED_RELOAD_SERVICES_VAR: &str = "ALLOWED_RELOAD_SERVICES";
+/// Set by Lambda to the region the function runs in.
+const AWS_REGION_VAR: &str = "AWS_REGION";
+
+/// The default of the template's `AllowedReloadServices`.
+pub const DEFAULT_RELOAD_ALLOWLIST: &str = "nginx,apache2,httpd,haproxy";
+
+/// The systemd units a deployment may reload (template parameter `AllowedReloadServices`).
+/// Whoever may call the API must not thereby be able to stop or reboot hosts.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertificateArn {
-    pub partition: String,
-    pub region: String,
-    pub account: String,
-    pub id: String,
+pub struct ReloadAllowlist(Vec<String>);
+
+/// A unit name that is safe on a command line and in a document parameter.
+fn is_unit_name(unit: &str) -> bool {
+    let bytes = unit.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 100
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'@' | b'_' | b'.' | b'-'))
+        && !unit.contains("..")
 }
 
-impl CertificateArn {
-    /// Parses `arn:<partition>:acm:<region>:<account>:certificate/<id>`.
-    pub fn parse(arn: &str) -> Result<Self, CertshipError> {
-        let invalid = |why: &str| {
-            CertshipError::InvalidRequest(format!(
-                "CertificateArn {arn:?} is not an ACM certificate ARN \
-                 (arn:aws:acm:REGION:ACCOUNT:certificate/ID): {why}"
-            ))
-        };
-        let parts: Vec<&str> = arn.splitn(6, ':').collect();
-        let [prefix, partition, service, region, account, resource] = parts[..] else {
-            return Err(invalid("it needs six ':'-separated parts"));
-        };
-        if prefix != "arn" {
-            return Err(invalid("it must start with arn:"));
-        }
-        if !matches!(
-            partition,
-            "aws"
-                | "aws-cn"
-                | "aws-us-gov"
-                | "aws-iso"
-                | "aws-iso-b"
-                | "aws-iso-e"
-                | "aws-iso-f"
-                | "aws-eusc"
-        ) {
-            return Err(invalid("unknown partition"));
-        }
-        if service != "acm" {
-            return Err(invalid("the service must be acm"));
-        }
-        if !is_region(region) {
-            return Err(invalid("the region is not a region name"));
-        }
-        if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(invalid("the account must be 12 digits"));
-        }
-        let Some(id) = resource.strip_prefix("certificate/") else {
-            return Err(invalid("the resource must be certificate/ID"));
-        };
-        if id.is_empty()
-            || id.len() > 128
-            || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
-            return Err(invalid(
-                "the certificate id must be 1-128 letters, digits or '-'",
-            ));
-        }
-        if partition_of_region(region) != partition {
-            return Err(invalid("the region is not in that partition"));
-        }
-        Ok(Self {
-            partition: partition.to_string(),
-            region: region.to_string(),
-            account: account.to_string(),
-            id: id.to_string(),
-        })
+/// `nginx` and `nginx.service` name the same unit; any other unit type is not a service.
+fn service_stem(unit: &str) -> Option<&str> {
+    match unit.strip_suffix(".service") {
+        Some(stem) => Some(stem),
+        None if !unit.contains('.') => Some(unit),
+        None => None,
     }
 }
 
-fn is_region(region: &str) -> bool {
-    // e.g. us-east-1, eu-central-2, us-gov-west-1, cn-northwest-1, us-isob-east-1
-    let parts: Vec<&str> = region.split('-').collect();
-    parts.len() >= 3
-        && region.len() <= 32
-        && parts[..parts.len() - 1]
-            .iter()
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
-        && parts[parts.len() - 1].bytes().all(|b| b.is_ascii_digit())
-        && !parts[parts.len() - 1].is_empty()
+impl ReloadAllowlist {
+    /// Parses a comma-separated list of service names; an entry that is not a plain service unit
+    /// is a configuration error.
+    pub fn parse(list: &str) -> Result<Self, CertshipError> {
+        let mut units = Vec::new();
+        for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            match service_stem(entry) {
+                Some(stem) if is_unit_name(entry) => units.push(stem.to_string()),
+                _ => {
+                    return Err(CertshipError::Configuration(format!(
+                        "{ALLOWED_RELOAD_SERVICES_VAR} entry {entry:?} is not a systemd service name"
+                    )));
+                }
+            }
+        }
+        Ok(Self(units))
+    }
+
+    /// From `ALLOWED_RELOAD_SERVICES`, or the template's default when unset.
+    pub fn from_env() -> Result<Self, CertshipError> {
+        Self::parse(
+            &env::optional(ALLOWED_RELOAD_SERVICES_VAR)
+                .unwrap_or_else(|| DEFAULT_RELOAD_ALLOWLIST.to_string()),
+        )
+    }
+
+    /// The allowed service names, without `.service`.
+    pub fn units(&self) -> &[String] {
+        &self.0
+    }
+
+    /// Accepts `unit` when it names an allowed service, returning it unchanged.
+    pub fn check<'a>(&self, unit: &'a str) -> Result<&'a str, CertshipError> {
+        match service_stem(unit) {
+            Some(stem) if is_unit_name(unit) && self.0.iter().any(|u| u == stem) => Ok(unit),
+            _ => Err(CertshipError::InvalidRequest(format!(
+                "ReloadService {unit:?} is not allowed; allowed: {}",
+                if self.0.is_empty() {
+                    "none".to_string()
+                } else {
+                    self.0.join(", ")
+                }
+            ))),
+        }
+    }
 }
 
-/// The partition a region belongs to.
-pub fn partition_of_region(region: &str) -> &'static str {
-    if region.starts_with("cn-") {
-        "aws-cn"
-    } else if region.starts_with("us-gov-") {
-        "aws-us-gov"
-    } else if region.starts_with("us-isob-") {
-        "aws-iso-b"
-    } else if region.starts_with("us-iso-") {
-        "aws-iso"
-    } else if region.starts_with("eu-isoe-") {
-        "aws-iso-e"
-    } else if region.starts_with("us-isof-") {
-        "aws-iso-f"
-    } else if region.starts_with("eusc-") {
-        "aws-eusc"
-    } else {
-        "aws"
+/// What a request may ask for in this deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRules {
+    home_region: String,
+    reload_allowlist: ReloadAllowlist,
+}
+
+impl RequestRules {
+    pub fn new(home_region: impl Into<String>, reload_allowlist: ReloadAllowlist) -> Self {
+        Self {
+            home_region: home_region.into(),
+            reload_allowlist,
+        }
+    }
+
+    /// From `AWS_REGION` (set by Lambda) and `ALLOWED_RELOAD_SERVICES`.
+    pub fn from_env() -> Result<Self, CertshipError> {
+        Ok(Self::new(
+            env::required(AWS_REGION_VAR)?,
+            ReloadAllowlist::from_env()?,
+        ))
+    }
+
+    /// The region the functions run in.
+    pub fn home_region(&self) -> &str {
+        &self.home_region
+    }
+
+    /// The partition of the region the functions run in; certificates must be in it.
+    pub fn partition(&self) -> &'static str {
+        partition_of_region(&self.home_region)
+    }
+
+    pub fn reload_allowlist(&self) -> &ReloadAllowlist {
+        &self.reload_allowlist
     }
 }
 
@@ -198,7 +217,6 @@ pub fn validate_request(
 mod tests {
     use super::*;
     use crate::Trigger;
-    use crate::config::ReloadAllowlist;
 
     const ARN: &str =
         "arn:aws:acm:eu-west-1:123456789012:certificate/1f2e3d4c-0000-4000-8000-00000000abcd";
@@ -337,5 +355,46 @@ mod tests {
                 .as_deref(),
             Some("haproxy.service")
         );
+    }
+
+    #[test]
+    fn the_allowlist_takes_services_only() {
+        let list = ReloadAllowlist::parse(" nginx, haproxy.service ,,").unwrap();
+        assert_eq!(list.units(), ["nginx", "haproxy"]);
+        assert_eq!(list.check("haproxy").unwrap(), "haproxy");
+        assert_eq!(list.check("nginx.service").unwrap(), "nginx.service");
+        assert!(list.check("nginx.socket").is_err());
+        assert!(list.check("sshd").is_err());
+        for bad in ["reboot.target", "a;b", "../x"] {
+            assert!(
+                matches!(
+                    ReloadAllowlist::parse(bad),
+                    Err(CertshipError::Configuration(_))
+                ),
+                "{bad}"
+            );
+        }
+        let empty = ReloadAllowlist::parse("").unwrap();
+        assert!(
+            empty
+                .check("nginx")
+                .unwrap_err()
+                .to_string()
+                .contains("allowed: none")
+        );
+    }
+
+    #[test]
+    fn partition_follows_the_home_region() {
+        let list = ReloadAllowlist::parse("").unwrap();
+        assert_eq!(
+            RequestRules::new("cn-north-1", list.clone()).partition(),
+            "aws-cn"
+        );
+        assert_eq!(
+            RequestRules::new("us-gov-east-1", list.clone()).partition(),
+            "aws-us-gov"
+        );
+        assert_eq!(RequestRules::new("eu-west-3", list).partition(), "aws");
     }
 }
