@@ -13,7 +13,7 @@ use certship_cli::local::functions::Function;
 use certship_cli::local::hosts::{self, Simulation};
 use certship_cli::local::{LocalCloud, LocalOptions, renewal};
 use certship_shared::DeploymentRequest;
-use certship_shared::mapping::{Mapping, request_key};
+use certship_shared::mapping::{LastDeploymentStatus, Mapping, request_key};
 use certship_testkit::assert_no_secret;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -205,7 +205,7 @@ async fn a_certificate_reaches_every_host_with_the_tag_and_no_other() {
     assert_eq!(mapping.serial.as_deref(), Some(serial.as_str()));
     assert_eq!(mapping.reload_service.as_deref(), Some("nginx"));
     let last = mapping.last_deployment.expect("the last deployment");
-    assert_eq!(last.status, "Success");
+    assert_eq!(last.status, LastDeploymentStatus::Success);
     assert_eq!((last.succeeded, last.failed), (2, 0));
     assert_eq!(last.execution_arn.as_deref(), Some(execution.as_str()));
 
@@ -270,7 +270,7 @@ async fn a_host_whose_reload_fails_rolls_back_and_fails_the_execution() {
         .unwrap()
         .last_deployment
         .unwrap();
-    assert_eq!(last.status, "Failed");
+    assert_eq!(last.status, LastDeploymentStatus::Failed);
     assert_eq!((last.succeeded, last.failed), (1, 1));
     cloud.assert_installed(&healthy, &serial_of_export(&history));
     // A fresh host that cannot reload is left as it was: without certificate files.
@@ -322,7 +322,7 @@ async fn a_tag_no_host_carries_fails_with_no_targets() {
         .unwrap()
         .last_deployment
         .unwrap();
-    assert_eq!(last.status, "NoTargets");
+    assert_eq!(last.status, LastDeploymentStatus::NoTargets);
     assert!(!cloud.has_files(&dev));
 }
 
@@ -349,7 +349,7 @@ async fn a_host_that_never_answers_times_the_install_out_at_the_deadline() {
         .unwrap()
         .last_deployment
         .unwrap();
-    assert_eq!(last.status, "InstallTimedOut");
+    assert_eq!(last.status, LastDeploymentStatus::InstallTimedOut);
     assert!(!cloud.has_files(&offline));
 }
 

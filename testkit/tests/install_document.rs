@@ -3,7 +3,7 @@
 //! export Lambda code stored in moto; each simulated host is a temporary directory.
 
 use certship_shared::rules::{ReloadAllowlist, RequestRules};
-use certship_shared::{DeploymentRequest, ExportResult, Trigger, WorkflowState};
+use certship_shared::{DeploymentRequest, ExportResult, HostReport, Trigger, WorkflowState};
 use certship_testkit::{document, moto::Moto, moto::venv_python, seed};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -234,6 +234,11 @@ fn run_with(
         .to_string();
     let outcome = serde_json::from_str(&last)
         .unwrap_or_else(|e| panic!("last line is not JSON ({e}): {text}"));
+    // the shared type reads that very line, and names every field of it
+    let report = HostReport::from_output(&String::from_utf8_lossy(&output.stdout))
+        .unwrap_or_else(|| panic!("no HostReport in: {text}"));
+    assert!(report.other.is_empty(), "unnamed fields {:?}", report.other);
+    assert_eq!(serde_json::to_value(&report).unwrap(), outcome);
     Run {
         output,
         text,

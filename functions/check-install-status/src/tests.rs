@@ -1,8 +1,13 @@
 //! Unit tests of the status handler against mocked SSM, DynamoDB and EventBridge.
 
 use super::*;
+use crate::event::MAX_RESULTS;
+use crate::hosts::REDACTED;
+use crate::outcome::{MAX_FAILURES, TRUNCATED};
 use aws_sdk_dynamodb::Client as Dynamo;
-use aws_sdk_dynamodb::operation::update_item::{UpdateItemInput, UpdateItemOutput};
+use aws_sdk_dynamodb::operation::update_item::{
+    UpdateItemError, UpdateItemInput, UpdateItemOutput,
+};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
 use aws_sdk_eventbridge::Client as Events;
@@ -11,9 +16,14 @@ use aws_sdk_eventbridge::types::PutEventsResultEntry;
 use aws_sdk_ssm::Client as Ssm;
 use aws_sdk_ssm::operation::list_command_invocations::ListCommandInvocationsOutput;
 use aws_sdk_ssm::operation::list_commands::ListCommandsOutput;
-use aws_sdk_ssm::types::{Command, CommandPlugin};
+use aws_sdk_ssm::types::{
+    Command, CommandInvocation, CommandInvocationStatus, CommandPlugin, CommandStatus,
+};
 use aws_smithy_mocks::{MockResponse, Rule, RuleMode, mock, mock_client};
+use certship_shared::event::DeploymentEvent;
 use certship_shared::lambda::decode;
+use certship_shared::mapping::{self, attr};
+use certship_shared::{HostCounts, Trigger};
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -66,7 +76,7 @@ fn the_fixture_is_the_contract_s_state_after_dispatch() {
 /// The line the host script prints last.
 fn report_line(instance: &str) -> String {
     json!({"cert_name": "web", "serial": SERIAL, "not_after": "2027-01-01T00:00:00Z",
-           "changed": true, "reloaded": "nginx", "rolled_back": false, "host": instance})
+           "changed": true, "reloaded": true, "rolled_back": false, "host": instance})
     .to_string()
 }
 
@@ -267,7 +277,11 @@ impl Sinks {
         assert_eq!(entry.source(), Some(EVENT_SOURCE));
         assert_eq!(entry.event_bus_name(), Some(BUS));
         assert_eq!(entry.resources(), [ARN]);
-        let detail = serde_json::from_str(entry.detail().unwrap()).unwrap();
+        let detail: serde_json::Value = serde_json::from_str(entry.detail().unwrap()).unwrap();
+        // and it is the shared contract's event, read and written back without a change
+        let typed: DeploymentEvent = serde_json::from_value(detail.clone()).unwrap();
+        assert_eq!(entry.detail_type(), Some(typed.detail_type()));
+        assert_eq!(serde_json::to_value(&typed).unwrap(), detail);
         (entry, detail)
     }
 }
@@ -326,7 +340,7 @@ async fn all_hosts_succeeded_is_success_recorded_and_announced() {
                 {"InstanceId": "i-0aaa", "Status": "Success", "StatusDetails": "Success",
                  "Outcome": {"cert_name": "web", "serial": SERIAL,
                              "not_after": "2027-01-01T00:00:00Z", "changed": true,
-                             "reloaded": "nginx", "rolled_back": false, "host": "i-0aaa"}},
+                             "reloaded": true, "rolled_back": false, "host": "i-0aaa"}},
                 {"InstanceId": "mi-0bbb", "Status": "Success", "StatusDetails": "Success",
                  "Outcome": null}
             ],
@@ -756,71 +770,4 @@ async fn failures_and_results_are_capped_but_counts_stay_exact() {
     assert_eq!(detail["Results"].as_array().unwrap().len(), MAX_RESULTS);
     assert_eq!(detail["Failures"].as_array().unwrap().len(), MAX_FAILURES);
     assert_eq!(detail["Hosts"]["Failed"], 120);
-}
-
-#[test]
-fn statuses_and_details_classify_as_the_contract_says() {
-    use HostOutcome::{Failed, Pending, Succeeded};
-    for (status, details, expected) in [
-        ("Pending", "Pending", Pending),
-        ("InProgress", "InProgress", Pending),
-        ("Delayed", "Delayed", Pending),
-        ("Cancelling", "Cancelling", Pending),
-        ("Success", "Success", Succeeded),
-        ("Cancelled", "Cancelled", Failed),
-        ("TimedOut", "Delivery Timed Out", Failed),
-        ("TimedOut", "Execution Timed Out", Failed),
-        ("TimedOut", "", Failed),
-        ("Failed", "Failed", Failed),
-        ("Failed", "Undeliverable", Failed),
-        ("Failed", "Terminated", Failed),
-        ("Failed", "Access Denied", Failed),
-        // a failing detail wins whatever the status says
-        ("InProgress", "Delivery Timed Out", Failed),
-        ("Pending", "Execution Timed Out", Failed),
-        ("InProgress", "Undeliverable", Failed),
-        ("Pending", "Terminated", Failed),
-        // a status added after this code was written waits for the deadline
-        ("Hibernating", "Hibernating", Pending),
-    ] {
-        assert_eq!(
-            classify(Some(&CommandInvocationStatus::from(status)), Some(details)),
-            expected,
-            "{status} / {details}"
-        );
-    }
-    assert_eq!(classify(None, None), Pending);
-}
-
-#[test]
-fn the_wait_doubles_to_thirty_seconds_and_never_passes_the_deadline() {
-    let waits: Vec<u32> = (1..=8).map(|poll| next_wait(poll, 600)).collect();
-    assert_eq!(waits, [2, 4, 8, 16, 30, 30, 30, 30]);
-    assert_eq!(next_wait(0, 600), 2);
-    assert_eq!(next_wait(u32::MAX, u64::MAX), 30);
-    assert_eq!(next_wait(4, 10), 10);
-    assert_eq!(next_wait(1, 1), 1);
-    assert_eq!(next_wait(3, 0), 1);
-}
-
-#[test]
-fn the_outcome_is_the_last_json_line_the_host_printed() {
-    let line = r#"{"cert_name":"web","changed":false}"#;
-    assert_eq!(
-        host_report(&format!(
-            "{{\"stale\":1}}\n{line}\n----------ERROR-------\nwarning\n"
-        )),
-        json!({"cert_name": "web", "changed": false})
-    );
-    assert_eq!(host_report("installed\n"), serde_json::Value::Null);
-    assert_eq!(host_report("{not json"), serde_json::Value::Null);
-    let long = format!("{{\"pad\":\"{}\"}}", "p".repeat(MAX_OUTCOME_LINE_BYTES));
-    assert_eq!(host_report(&long), serde_json::Value::Null);
-}
-
-#[test]
-fn short_output_is_kept_whole() {
-    assert_eq!(tail("done"), "done");
-    let exact = "z".repeat(OUTPUT_TAIL_BYTES);
-    assert_eq!(tail(&exact), exact);
 }

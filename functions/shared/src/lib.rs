@@ -2,12 +2,14 @@
 //! producer and the consumer of a state can never drift apart.
 //!
 //! Modules depend on one another in one direction only: `serial` on nothing of the crate's,
-//! `env` and `arn` on `error`, `rules` on `arn` and `env`, `pem` on `serial`, and the records
-//! (`mapping`) on the payload types.
+//! `env` and `arn` on `error`, `rules` on `arn` and `env`, `pem` and `host_report` on `serial`,
+//! and the records (`mapping`, `event`) on the payload types.
 
 pub mod arn;
 pub mod env;
 pub mod error;
+pub mod event;
+pub mod host_report;
 pub mod lambda;
 pub mod mapping;
 pub mod naming;
@@ -18,5 +20,7 @@ pub mod time;
 pub mod types;
 
 pub use error::CertshipError;
+pub use event::DeploymentEvent;
+pub use host_report::HostReport;
 pub use serial::Serial;
 pub use types::*;

@@ -4,7 +4,9 @@
 use crate::CertshipError;
 use crate::naming::{certificate_arn_cert_name, tag_key_value};
 use aws_sdk_dynamodb::types::AttributeValue;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::HashMap;
+use std::fmt;
 
 /// The variable naming the mapping table. Shared: dispatch-install, check-install-status and
 /// renewal-trigger all read it, and the template sets it on each of them.
@@ -28,12 +30,64 @@ pub mod attr {
     pub const BY_CERTIFICATE_ARN: &str = "ByCertificateArn";
 }
 
+/// How a deployment ended: `LastDeployment.Status` on the mapping, and the deployment event's
+/// `Outcome`. Stored and sent as the strings [`as_str`](Self::as_str) gives.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum LastDeploymentStatus {
+    Success,
+    Failed,
+    NoTargets,
+    InstallTimedOut,
+    /// A status this code does not know (a newer writer's), kept as it was stored.
+    Other(String),
+}
+
+impl LastDeploymentStatus {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Success => "Success",
+            Self::Failed => "Failed",
+            Self::NoTargets => "NoTargets",
+            Self::InstallTimedOut => "InstallTimedOut",
+            Self::Other(status) => status,
+        }
+    }
+
+    /// Reads a stored status; one this code does not know is [`Other`](Self::Other).
+    pub fn parse(status: &str) -> Self {
+        match status {
+            "Success" => Self::Success,
+            "Failed" => Self::Failed,
+            "NoTargets" => Self::NoTargets,
+            "InstallTimedOut" => Self::InstallTimedOut,
+            other => Self::Other(other.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for LastDeploymentStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for LastDeploymentStatus {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for LastDeploymentStatus {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(Self::parse(&String::deserialize(deserializer)?))
+    }
+}
+
 /// How the last deployment of a mapping ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LastDeployment {
     pub execution_arn: Option<String>,
-    /// `Success`, `Failed`, `NoTargets` or `InstallTimedOut`.
-    pub status: String,
+    pub status: LastDeploymentStatus,
     pub succeeded: u32,
     pub failed: u32,
     pub finished_at: String,
@@ -105,7 +159,7 @@ fn get_n(item: &HashMap<String, AttributeValue>, name: &str) -> u32 {
 impl LastDeployment {
     pub fn to_attribute(&self) -> AttributeValue {
         let mut m = HashMap::from([
-            ("Status".to_string(), s(&self.status)),
+            ("Status".to_string(), s(self.status.as_str())),
             ("Succeeded".to_string(), n(self.succeeded)),
             ("Failed".to_string(), n(self.failed)),
             ("FinishedAt".to_string(), s(&self.finished_at)),
@@ -120,7 +174,7 @@ impl LastDeployment {
         let m = value.as_m().ok()?;
         Some(Self {
             execution_arn: get_s(m, "ExecutionArn"),
-            status: get_s(m, "Status")?,
+            status: LastDeploymentStatus::parse(&get_s(m, "Status")?),
             succeeded: get_n(m, "Succeeded"),
             failed: get_n(m, "Failed"),
             finished_at: get_s(m, "FinishedAt").unwrap_or_default(),
@@ -215,7 +269,7 @@ mod tests {
             last_exported_date: Some("2026-01-01T00:00:00Z".into()),
             last_deployment: Some(LastDeployment {
                 execution_arn: Some("arn:aws:states:us-east-1:123456789012:execution:m:e".into()),
-                status: "Success".into(),
+                status: LastDeploymentStatus::Success,
                 succeeded: 2,
                 failed: 0,
                 finished_at: "2026-01-01T00:01:00Z".into(),
@@ -236,5 +290,35 @@ mod tests {
         item.insert(attr::CERTIFICATE_ARN.into(), s("arn"));
         let err = Mapping::from_item(&item).unwrap_err();
         assert!(err.to_string().contains("CertName"), "{err}");
+    }
+
+    #[test]
+    fn last_deployment_statuses_round_trip_the_stored_strings() {
+        for (status, stored) in [
+            (LastDeploymentStatus::Success, "Success"),
+            (LastDeploymentStatus::Failed, "Failed"),
+            (LastDeploymentStatus::NoTargets, "NoTargets"),
+            (LastDeploymentStatus::InstallTimedOut, "InstallTimedOut"),
+            (LastDeploymentStatus::Other("Deferred".into()), "Deferred"),
+        ] {
+            assert_eq!(status.as_str(), stored);
+            assert_eq!(status.to_string(), stored);
+            assert_eq!(LastDeploymentStatus::parse(stored), status);
+            assert_eq!(serde_json::to_value(&status).unwrap(), stored);
+            assert_eq!(
+                serde_json::from_value::<LastDeploymentStatus>(stored.into()).unwrap(),
+                status
+            );
+            let last = LastDeployment {
+                execution_arn: None,
+                status: status.clone(),
+                succeeded: 1,
+                failed: 0,
+                finished_at: "2026-01-01T00:01:00Z".into(),
+            };
+            let attribute = last.to_attribute();
+            assert_eq!(attribute.as_m().unwrap()["Status"].as_s().unwrap(), stored);
+            assert_eq!(LastDeployment::from_attribute(&attribute), Some(last));
+        }
     }
 }

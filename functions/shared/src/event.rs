@@ -1,0 +1,101 @@
+//! The deployment event: what check-install-status publishes on EventBridge when a deployment
+//! ends, so that the CLI, the local cloud and tests read it typed, as rules and consumers see it.
+
+use crate::host_report::HostReport;
+use crate::mapping::LastDeploymentStatus;
+use crate::{HostCounts, HostFailure, Trigger};
+use serde::{Deserialize, Serialize};
+
+/// `source` of every deployment event.
+pub const EVENT_SOURCE: &str = "certship";
+/// `detail-type` of a deployment whose every host succeeded.
+pub const DETAIL_TYPE_SUCCEEDED: &str = "Certificate Deployment Succeeded";
+/// `detail-type` of any other ending (`Failed`, `NoTargets`, `InstallTimedOut`).
+pub const DETAIL_TYPE_FAILED: &str = "Certificate Deployment Failed";
+
+/// The deployment event's `detail`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeploymentEvent {
+    pub certificate_arn: String,
+    pub cert_name: String,
+    pub target_tag_key: String,
+    pub target_tag_value: String,
+    pub trigger: Trigger,
+    /// The exported serial (`$.Export.Serial`), in ACM's notation.
+    pub serial: String,
+    pub command_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_arn: Option<String>,
+    /// How the deployment ended, as `LastDeployment.Status` records it.
+    pub outcome: LastDeploymentStatus,
+    /// Exact counts, even when `results` and `failures` are capped.
+    pub hosts: HostCounts,
+    /// One entry per host, capped.
+    pub results: Vec<HostResult>,
+    /// The failed hosts with the redacted tail of their output, capped.
+    pub failures: Vec<HostFailure>,
+}
+
+impl DeploymentEvent {
+    /// [`DETAIL_TYPE_SUCCEEDED`] for a success, else [`DETAIL_TYPE_FAILED`].
+    pub fn detail_type(&self) -> &'static str {
+        if self.outcome == LastDeploymentStatus::Success {
+            DETAIL_TYPE_SUCCEEDED
+        } else {
+            DETAIL_TYPE_FAILED
+        }
+    }
+}
+
+/// One host of the deployment event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HostResult {
+    pub instance_id: String,
+    /// The invocation's `Status` as SSM names it (`Success`, `Failed`, `InProgress`...).
+    pub status: String,
+    pub status_details: String,
+    /// The host's report line, or `null` when it printed none.
+    pub outcome: Option<HostReport>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_event_reads_and_writes_the_contract_s_field_names() {
+        let detail = json!({
+            "CertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/abc",
+            "CertName": "web", "TargetTagKey": "env", "TargetTagValue": "dev",
+            "Trigger": "renewal", "Serial": "0a:1b", "CommandId": "c-1",
+            "ExecutionArn": "arn:aws:states:us-east-1:123456789012:execution:m:e",
+            "Outcome": "InstallTimedOut",
+            "Hosts": {"Total": 2, "Succeeded": 1, "Failed": 0, "Pending": 1},
+            "Results": [
+                {"InstanceId": "i-0aaa", "Status": "Success", "StatusDetails": "Success",
+                 "Outcome": {"cert_name": "web", "changed": true}},
+                {"InstanceId": "i-0bbb", "Status": "InProgress", "StatusDetails": "InProgress",
+                 "Outcome": null}
+            ],
+            "Failures": []
+        });
+        let event: DeploymentEvent = serde_json::from_value(detail.clone()).unwrap();
+        assert_eq!(event.outcome, LastDeploymentStatus::InstallTimedOut);
+        assert_eq!(event.detail_type(), DETAIL_TYPE_FAILED);
+        assert_eq!(
+            event.results[0].outcome.as_ref().unwrap().changed,
+            Some(true)
+        );
+        assert_eq!(event.results[1].outcome, None);
+        assert_eq!(serde_json::to_value(&event).unwrap(), detail);
+
+        let succeeded = DeploymentEvent {
+            outcome: LastDeploymentStatus::Success,
+            ..event
+        };
+        assert_eq!(succeeded.detail_type(), DETAIL_TYPE_SUCCEEDED);
+    }
+}

@@ -1,0 +1,157 @@
+//! The host's report: the one JSON line the install document
+//! (`ssm-documents/install-certificate-linux.yaml`, step 7) prints as its outcome, and the one
+//! rule that finds it in what a host printed.
+
+use crate::serial::Serial;
+use serde::{Deserialize, Serialize};
+
+/// What the install document says it did on one host, as its `report` function prints it:
+///
+/// ```json
+/// {"cert_name":"web","serial":"EC256","not_after":"...","status":"installed",
+///  "changed":true,"reloaded":true,"rolled_back":false}
+/// ```
+///
+/// plus `"error"` when it failed. Every field is optional, so a report from an older or newer
+/// document still reads; fields this type does not name are kept in [`other`](Self::other) and
+/// written back unchanged. Never secret material: the document prints references and flags only.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostReport {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_name: Option<String>,
+    /// The installed (or attempted) certificate's serial as openssl prints it (`EC256`); empty
+    /// when the script failed before reading it. See [`HostReport::serial`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<String>,
+    /// `installed`, `unchanged` or `failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Whether the live files changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed: Option<bool>,
+    /// Whether `ReloadService` was reloaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reloaded: Option<bool>,
+    /// Whether a failed reload put the previous certificate back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back: Option<bool>,
+    /// Why the script failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Fields this type does not name, as the host printed them.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+impl HostReport {
+    /// A report line is short; a longer line is not read, so whatever carries a report (the
+    /// deployment event, `$.Install`) stays bounded.
+    pub const MAX_LINE_BYTES: usize = 1000;
+
+    /// The report in a host's output: the last line that starts with `{`, when it is at most
+    /// [`MAX_LINE_BYTES`](Self::MAX_LINE_BYTES) long and is a JSON object of the report's shape.
+    /// The document prints its report last; anything after it (SSM's stderr section) is not JSON.
+    pub fn from_output(stdout: &str) -> Option<Self> {
+        stdout
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|line| line.starts_with('{'))
+            .filter(|line| line.len() <= Self::MAX_LINE_BYTES)
+            .and_then(|line| serde_json::from_str(line).ok())
+    }
+
+    /// The serial, when the host printed one.
+    pub fn serial(&self) -> Option<Serial> {
+        self.serial.as_deref().and_then(|s| s.parse().ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The line the document prints after installing (its `report` function's format).
+    const INSTALLED: &str = r#"{"cert_name":"web","serial":"EC256","not_after":"2027-01-01T00:00:00Z","status":"installed","changed":true,"reloaded":true,"rolled_back":false}"#;
+
+    #[test]
+    fn the_report_is_read_among_other_output() {
+        let output = format!(
+            "certship: installed web serial EC256\n{INSTALLED}\n----------ERROR-------\nwarning\n"
+        );
+        let report = HostReport::from_output(&output).unwrap();
+        assert_eq!(report.cert_name.as_deref(), Some("web"));
+        assert_eq!(report.status.as_deref(), Some("installed"));
+        assert_eq!(
+            (report.changed, report.reloaded, report.rolled_back),
+            (Some(true), Some(true), Some(false))
+        );
+        assert_eq!(report.serial(), Some("0e:c2:56".parse().unwrap()));
+        assert_eq!(report.error, None);
+        assert!(report.other.is_empty());
+        assert_eq!(
+            serde_json::to_value(&report).unwrap(),
+            serde_json::from_str::<serde_json::Value>(INSTALLED).unwrap(),
+            "written back as the host printed it"
+        );
+    }
+
+    #[test]
+    fn a_failure_report_carries_its_error_and_unknown_fields_are_kept() {
+        let line = r#"{"cert_name":"web","serial":"","not_after":"","status":"failed","changed":false,"reloaded":false,"rolled_back":false,"error":"SecretVersionId is not a version id","host":"i-0aaa"}"#;
+        let report = HostReport::from_output(line).unwrap();
+        assert_eq!(
+            report.error.as_deref(),
+            Some("SecretVersionId is not a version id")
+        );
+        assert_eq!(report.serial(), None, "an empty serial is no serial");
+        assert_eq!(report.other["host"], "i-0aaa");
+        assert_eq!(
+            serde_json::to_value(&report).unwrap(),
+            serde_json::from_str::<serde_json::Value>(line).unwrap()
+        );
+    }
+
+    #[test]
+    fn the_outcome_is_the_last_json_line_the_host_printed() {
+        let line = r#"{"cert_name":"web","changed":false}"#;
+        assert_eq!(
+            serde_json::to_value(
+                HostReport::from_output(&format!(
+                    "{{\"stale\":1}}\n{line}\n----------ERROR-------\nwarning\n"
+                ))
+                .unwrap()
+            )
+            .unwrap(),
+            json!({"cert_name": "web", "changed": false})
+        );
+        assert_eq!(HostReport::from_output("installed\n"), None);
+        assert_eq!(HostReport::from_output("{not json"), None);
+        assert_eq!(HostReport::from_output("[1, 2]"), None);
+        assert_eq!(
+            HostReport::from_output(r#"{"changed":"yes"}"#),
+            None,
+            "a report's flags are booleans"
+        );
+    }
+
+    #[test]
+    fn an_overlong_line_is_refused() {
+        let long = format!("{{\"pad\":\"{}\"}}", "p".repeat(HostReport::MAX_LINE_BYTES));
+        assert_eq!(HostReport::from_output(&long), None);
+        let just = format!(
+            "{{\"pad\":\"{}\"}}",
+            "p".repeat(HostReport::MAX_LINE_BYTES - 10)
+        );
+        assert_eq!(just.len(), HostReport::MAX_LINE_BYTES);
+        assert!(HostReport::from_output(&just).is_some());
+        // the last report line decides: an earlier one is not used instead
+        assert_eq!(
+            HostReport::from_output(&format!("{INSTALLED}\n{long}")),
+            None
+        );
+    }
+}
