@@ -3,8 +3,9 @@
 //!
 //! The steps are public so the end-to-end tests drive the local cloud the same way.
 
-use crate::follow::{self, Ending};
-use crate::ops::watch::host_outcomes;
+use crate::ops::execution::Ending;
+use crate::ops::hosts::host_invocations;
+use crate::ops::watch::{Progress, watch};
 use anyhow::{Context, Result, bail, ensure};
 use aws_config::SdkConfig;
 use certship_local::{LocalCloud, LocalOptions, hosts};
@@ -80,7 +81,12 @@ pub async fn start_deployment(
     state_machine_arn: &str,
     request: &DeploymentRequest,
 ) -> Result<String> {
-    crate::ops::deploy::start_execution(config, state_machine_arn, request).await
+    crate::ops::deploy::start_execution(
+        &aws_sdk_sfn::Client::new(config),
+        state_machine_arn,
+        request,
+    )
+    .await
 }
 
 /// True when the private key installed on a host matches its certificate (openssl's view).
@@ -234,14 +240,8 @@ async fn scenario(cloud: &LocalCloud, steps: &mut Steps) -> Result<()> {
         ending.cause
     );
     let output = ending.output.context("the execution has no output")?;
-    let serial = output["Export"]["Serial"]
-        .as_str()
-        .context("no serial")?
-        .to_string();
-    let command_id = output["Dispatch"]["CommandId"]
-        .as_str()
-        .context("no command")?
-        .to_string();
+    let serial = output.export.context("no serial")?.serial;
+    let command_id = output.dispatch.context("no command")?.command_id;
 
     steps.next("What each dev host did, and what it has on disk");
     show_hosts(cloud, &command_id, &dev, cert_name, &serial).await?;
@@ -282,10 +282,8 @@ async fn scenario(cloud: &LocalCloud, steps: &mut Steps) -> Result<()> {
         ending.cause
     );
     let output = ending.output.context("the execution has no output")?;
-    let command_id = output["Dispatch"]["CommandId"]
-        .as_str()
-        .context("no command")?;
-    show_hosts(cloud, command_id, &dev, cert_name, &renewed.serial).await?;
+    let command_id = output.dispatch.context("no command")?.command_id;
+    show_hosts(cloud, &command_id, &dev, cert_name, &renewed.serial).await?;
     ensure!(
         !prod_root.join("etc/ssl").exists(),
         "the prod host got files on renewal"
@@ -296,12 +294,14 @@ async fn scenario(cloud: &LocalCloud, steps: &mut Steps) -> Result<()> {
 
 async fn follow_and_print(config: &SdkConfig, execution: &str) -> Result<Ending> {
     let limit = Duration::from_secs(600);
-    tokio::time::timeout(
+    let sfn = aws_sdk_sfn::Client::new(config);
+    let watched = tokio::time::timeout(
         limit,
-        follow::follow(&aws_sdk_sfn::Client::new(config), execution, say),
+        watch(&sfn, execution, Progress::Indented, &mut std::io::stdout()),
     )
     .await
-    .map_err(|_| anyhow::anyhow!("{execution} did not end within {} s", limit.as_secs()))?
+    .map_err(|_| anyhow::anyhow!("{execution} did not end within {} s", limit.as_secs()))??;
+    Ok(watched.ending)
 }
 
 async fn show_hosts(
@@ -311,21 +311,26 @@ async fn show_hosts(
     cert_name: &str,
     serial: &str,
 ) -> Result<()> {
-    let outcomes = host_outcomes(cloud.sdk_config(), command_id).await?;
+    let ssm = aws_sdk_ssm::Client::new(cloud.sdk_config());
+    let invocations = host_invocations(&ssm, command_id).await?;
     for instance_id in dev {
-        let outcome = outcomes
+        let invocation = invocations
             .iter()
             .find(|o| &o.instance_id == instance_id)
             .with_context(|| format!("{instance_id} has no invocation"))?;
-        let line = outcome.outcome.clone().unwrap_or_default();
+        let line = invocation.outcome.clone().unwrap_or_default();
         say(&format!(
             "{instance_id}: {} | {} serial {} | changed {} | reloaded {}",
-            outcome.status, line["status"], line["serial"], line["changed"], line["reloaded"]
+            invocation.status_name(),
+            as_json(&line.status),
+            as_json(&line.serial),
+            as_json(&line.changed),
+            as_json(&line.reloaded)
         ));
         ensure!(
-            outcome.status == "Success",
+            invocation.status == Some(aws_sdk_ssm::types::CommandInvocationStatus::Success),
             "{instance_id} ended {}",
-            outcome.status
+            invocation.status_name()
         );
         let root = cloud.hosts.root(instance_id);
         for (file, mode) in installed_files(cert_name) {
@@ -348,4 +353,9 @@ async fn show_hosts(
         say("  openssl: the private key matches the certificate");
     }
     Ok(())
+}
+
+/// A field of a host's outcome line as JSON writes it (`"installed"`, `true`, `null`).
+fn as_json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_default()
 }

@@ -3,5 +3,5 @@
 
 pub mod commands;
 pub mod demo;
-pub mod follow;
 pub mod ops;
+pub mod tag;

@@ -8,12 +8,13 @@ use certship_cli::demo::{
     installed_files, installed_serial, key_matches_certificate, next_execution, request,
     request_certificate, start_deployment,
 };
-use certship_cli::follow::{self, Ending};
+use certship_cli::ops::execution::{self, Ending};
+use certship_cli::ops::watch::{Progress, watch};
 use certship_local::functions::Function;
 use certship_local::hosts::{self, Simulation};
 use certship_local::{LocalCloud, LocalOptions, renewal};
-use certship_shared::DeploymentRequest;
 use certship_shared::mapping::{LastDeploymentStatus, Mapping, request_key};
+use certship_shared::{DeploymentRequest, WorkflowState};
 use certship_testkit::assert_no_secret;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -84,11 +85,17 @@ impl Cloud {
     async fn wait(&self, execution: &str) -> Ending {
         tokio::time::timeout(
             Duration::from_secs(120),
-            follow::follow(&self.sfn(), execution, |_| {}),
+            watch(
+                &self.sfn(),
+                execution,
+                Progress::Silent,
+                &mut std::io::sink(),
+            ),
         )
         .await
         .expect("the execution ends within 2 minutes")
         .unwrap()
+        .ending
     }
 
     fn sfn(&self) -> aws_sdk_sfn::Client {
@@ -106,7 +113,7 @@ impl Cloud {
     }
 
     async fn history(&self, execution: &str) -> Vec<HistoryEvent> {
-        follow::history(&self.sfn(), execution).await.unwrap()
+        execution::history(&self.sfn(), execution).await.unwrap()
     }
 
     async fn mapping(&self, request: &DeploymentRequest) -> Option<Mapping> {
@@ -163,10 +170,15 @@ fn lambda_errors(history: &[HistoryEvent]) -> Vec<String> {
 }
 
 fn serial_of(ending: &Ending) -> String {
-    ending.output.as_ref().expect("output")["Export"]["Serial"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    ending
+        .output
+        .as_ref()
+        .expect("output")
+        .export
+        .as_ref()
+        .expect("the export")
+        .serial
+        .clone()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -197,9 +209,9 @@ async fn a_certificate_reaches_every_host_with_the_tag_and_no_other() {
     );
     assert_eq!(states.last().map(String::as_str), Some("Deployed"));
     let serial = serial_of(&ending);
-    let install = &ending.output.as_ref().unwrap()["Install"];
-    assert_eq!(install["Hosts"]["Total"], 2);
-    assert_eq!(install["Hosts"]["Succeeded"], 2);
+    let install = ending.output.as_ref().unwrap().install.as_ref().unwrap();
+    assert_eq!(install.hosts.total, 2);
+    assert_eq!(install.hosts.succeeded, 2);
 
     let mapping = cloud.mapping(&request).await.expect("the mapping");
     assert_eq!(mapping.serial.as_deref(), Some(serial.as_str()));
@@ -249,20 +261,14 @@ async fn a_host_whose_reload_fails_rolls_back_and_fails_the_execution() {
         .iter()
         .rev()
         .filter_map(|e| e.state_exited_event_details())
-        .find(|d| d.name() == follow::CHECK_STATE)
+        .find(|d| d.name() == execution::CHECK_STATE)
         .and_then(|d| d.output())
         .expect("the last check's output");
-    let state: serde_json::Value = serde_json::from_str(check_output).unwrap();
-    let failures = state["Install"]["Failures"].as_array().unwrap();
+    let state: WorkflowState = serde_json::from_str(check_output).unwrap();
+    let failures = state.install.unwrap().failures;
     assert_eq!(failures.len(), 1);
-    assert_eq!(failures[0]["InstanceId"], broken.as_str());
-    assert!(
-        failures[0]["Output"]
-            .as_str()
-            .unwrap()
-            .contains("rolled back"),
-        "{failures:?}"
-    );
+    assert_eq!(failures[0].instance_id, broken.as_str());
+    assert!(failures[0].output.contains("rolled back"), "{failures:?}");
 
     let last = cloud
         .mapping(&request)
@@ -289,13 +295,14 @@ fn serial_of_export(history: &[HistoryEvent]) -> String {
     let output = history
         .iter()
         .filter_map(|e| e.state_exited_event_details())
-        .find(|d| d.name() == follow::EXPORT_STATE)
+        .find(|d| d.name() == execution::EXPORT_STATE)
         .and_then(|d| d.output())
         .unwrap();
-    serde_json::from_str::<serde_json::Value>(output).unwrap()["Export"]["Serial"]
-        .as_str()
+    serde_json::from_str::<WorkflowState>(output)
         .unwrap()
-        .to_string()
+        .export
+        .unwrap()
+        .serial
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -340,7 +347,7 @@ async fn a_host_that_never_answers_times_the_install_out_at_the_deadline() {
     let history = cloud.history(&execution).await;
     let checks = states_entered(&history)
         .iter()
-        .filter(|s| *s == follow::CHECK_STATE)
+        .filter(|s| *s == execution::CHECK_STATE)
         .count();
     assert!(checks >= 2, "polled {checks} times before the deadline");
     let last = cloud
@@ -383,7 +390,7 @@ async fn an_unexportable_certificate_fails_before_anything_is_written() {
     );
     let states = states_entered(&cloud.history(&execution).await);
     assert!(
-        !states.iter().any(|s| s == follow::DISPATCH_STATE),
+        !states.iter().any(|s| s == execution::DISPATCH_STATE),
         "{states:?}"
     );
     assert!(cloud.mapping(&request).await.is_none());
@@ -546,7 +553,7 @@ async fn no_passphrase_or_key_reaches_the_history_the_table_or_the_command() {
     let secret: serde_json::Value = serde_json::from_str(
         aws_sdk_secretsmanager::Client::new(cloud.sdk_config())
             .get_secret_value()
-            .secret_id(output["Export"]["SecretArn"].as_str().unwrap())
+            .secret_id(&output.export.as_ref().unwrap().secret_arn)
             .send()
             .await
             .unwrap()
@@ -581,7 +588,7 @@ async fn no_passphrase_or_key_reaches_the_history_the_table_or_the_command() {
     );
     let commands = aws_sdk_ssm::Client::new(cloud.sdk_config())
         .list_commands()
-        .command_id(output["Dispatch"]["CommandId"].as_str().unwrap())
+        .command_id(&output.dispatch.as_ref().unwrap().command_id)
         .send()
         .await
         .unwrap();
@@ -590,7 +597,7 @@ async fn no_passphrase_or_key_reaches_the_history_the_table_or_the_command() {
     assert_no_secret("the command's parameters", &parameters, &secrets);
     let invocations = aws_sdk_ssm::Client::new(cloud.sdk_config())
         .list_command_invocations()
-        .command_id(output["Dispatch"]["CommandId"].as_str().unwrap())
+        .command_id(&output.dispatch.as_ref().unwrap().command_id)
         .details(true)
         .send()
         .await

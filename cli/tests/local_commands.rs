@@ -120,6 +120,39 @@ async fn up_hosts_and_down_manage_one_background_cloud() {
         text(&env)
     );
 
+    // and what `env` prints is all an operator command needs: evaluated in an empty environment
+    // (no AWS or CERTSHIP variables, a HOME without ~/.aws), `status` and `history` reach it
+    let home = tempfile::tempdir().unwrap();
+    let clean = Command::new("env")
+        .arg("-i")
+        .arg(format!(
+            "PATH={}",
+            std::env::var("PATH").unwrap_or_default()
+        ))
+        .arg(format!("HOME={}", home.path().display()))
+        .args(["bash", "-c"])
+        .arg(
+            r#"set -euo pipefail
+            eval "$("$0" local --project-dir "$1" --state-dir "$2" env)"
+            "$0" status --output json
+            "$0" history --certificate-arn "$3" --output json"#,
+        )
+        .arg(env!("CARGO_BIN_EXE_certship"))
+        .arg(certship_testkit::moto::project_root())
+        .arg(state)
+        .arg("arn:aws:acm:us-east-1:123456789012:certificate/00000000-0000-0000-0000-000000000000")
+        .output()
+        .unwrap();
+    assert!(clean.status.success(), "{}", text(&clean));
+    assert_eq!(
+        String::from_utf8_lossy(&clean.stdout)
+            .split_whitespace()
+            .collect::<String>(),
+        "[][]",
+        "no mappings and no executions yet: {}",
+        text(&clean)
+    );
+
     // when it is stopped, everything it started goes with it
     let down = certship(state, &["down"]);
     assert!(down.status.success(), "{}", text(&down));

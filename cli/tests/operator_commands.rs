@@ -133,6 +133,36 @@ fn both(output: &Output) -> String {
     )
 }
 
+/// The cells of the table row that starts with `first`, by the header's column names. Columns
+/// start where their header does (the table pads every cell to its column's width).
+fn table_row(text: &str, first: &str) -> BTreeMap<String, String> {
+    let header = text
+        .lines()
+        .find(|l| l.starts_with("INSTANCE"))
+        .unwrap_or_else(|| panic!("a table in {text}"));
+    let row: Vec<char> = text
+        .lines()
+        .find(|l| l.starts_with(first))
+        .unwrap_or_else(|| panic!("{first} in {text}"))
+        .chars()
+        .collect();
+    let starts: Vec<(usize, &str)> = header
+        .split_whitespace()
+        .map(|name| (header.find(name).unwrap(), name))
+        .collect();
+    starts
+        .iter()
+        .enumerate()
+        .map(|(i, (start, name))| {
+            let end = starts.get(i + 1).map_or(row.len(), |(next, _)| *next);
+            let cell: String = row[(*start).min(row.len())..end.min(row.len())]
+                .iter()
+                .collect();
+            (name.to_string(), cell.trim().to_string())
+        })
+        .collect()
+}
+
 fn json_of(output: &Output) -> Value {
     serde_json::from_slice(&output.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", both(output)))
@@ -184,6 +214,12 @@ async fn deploy_follow_status_history_and_unmap_against_the_local_cloud() {
             .unwrap_or_else(|| panic!("{host} in {text}"));
         assert!(row.contains("Success") && row.contains(&serial), "{row}");
         assert!(row.contains("yes"), "changed and reloaded: {row}");
+        let cells = table_row(&text, host);
+        assert_eq!(cells["STATUS"], "Success", "{row}");
+        assert_eq!(cells["SERIAL"], serial, "{row}");
+        assert_eq!(cells["CHANGED"], "yes", "{row}");
+        assert_eq!(cells["RELOADED"], "yes", "{row}");
+        assert_eq!(cells["FAILURE"], "", "{row}");
     }
 
     // deploy --output json without waiting, then follow it as JSON
@@ -407,6 +443,17 @@ async fn a_failed_deployment_exits_3_and_names_the_host_and_its_reason() {
         "the reason: {}",
         row(&bad)
     );
+    let bad_cells = table_row(&text, &bad);
+    assert_eq!(bad_cells["STATUS"], "Failed");
+    assert_eq!(
+        bad_cells["SERIAL"], "-",
+        "a failed host does not serve the new serial"
+    );
+    assert!(
+        bad_cells["FAILURE"].starts_with("rolled back: "),
+        "{bad_cells:?}"
+    );
+    assert_eq!(table_row(&text, &good)["FAILURE"], "");
 
     // a bad request is refused before anything starts, naming the flag
     let before = cloud.executions().await;

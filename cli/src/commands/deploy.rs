@@ -2,7 +2,8 @@
 //! StartExecution, and with `--wait` follows it to the end.
 
 use super::follow::follow_execution;
-use crate::ops::{self, AwsArgs, Deployment, OutputArgs, OutputFormat, StackArgs};
+use crate::ops::stack::Resources;
+use crate::ops::{self, AwsArgs, Clients, OutputArgs, OutputFormat, StackArgs};
 use anyhow::Result;
 use clap::Args;
 use std::process::ExitCode;
@@ -25,7 +26,7 @@ pub struct DeployArgs {
     #[arg(long, value_name = "NAME")]
     name: String,
     /// The hosts: every EC2 instance or managed node tagged KEY=VALUE
-    #[arg(long, value_name = "KEY=VALUE", value_parser = ops::parse_target)]
+    #[arg(long, value_name = "KEY=VALUE", value_parser = crate::tag::split)]
     target: (String, String),
     /// A systemd service to reload after the swap (must be in the stack's AllowedReloadServices)
     #[arg(long, value_name = "UNIT")]
@@ -49,18 +50,18 @@ pub struct DeployArgs {
 
 impl DeployArgs {
     pub async fn run(self) -> Result<ExitCode> {
-        let config = ops::sdk_config(&self.aws).await?;
+        let clients = Clients::load(&self.aws).await?;
         let request = ops::deploy::checked_request(
-            ops::region(&config),
+            ops::region(&clients.config),
             &self.certificate_arn,
             &self.name,
             &self.target,
             self.reload_service.as_deref(),
         )?;
-        let deployment = Deployment::new(&config, &self.stack);
+        let resources = Resources::new(&clients.cloudformation, &self.stack);
         let (execution_arn, route) = ops::deploy::start(
-            &config,
-            &deployment,
+            &clients,
+            &resources,
             self.api_url.as_deref(),
             self.direct,
             &request,
@@ -80,7 +81,7 @@ impl DeployArgs {
             OutputFormat::Json => {}
         }
         if self.wait {
-            return follow_execution(&config, &execution_arn, self.output.output).await;
+            return follow_execution(&clients, &execution_arn, self.output.output).await;
         }
         Ok(ExitCode::SUCCESS)
     }

@@ -1,8 +1,9 @@
 //! `certship follow`: an execution's progress until it ends, then each host's result.
 
 use super::{DEPLOYMENT_FAILED, colour};
-use crate::ops::watch::{Progress, Report};
-use crate::ops::{self, AwsArgs, OutputArgs, OutputFormat};
+use crate::ops::report::Report;
+use crate::ops::watch::{Progress, watch};
+use crate::ops::{self, AwsArgs, Clients, OutputArgs, OutputFormat};
 use anyhow::Result;
 use clap::Args;
 use std::io::IsTerminal;
@@ -10,7 +11,7 @@ use std::process::ExitCode;
 
 #[derive(Args)]
 #[command(after_help = "Example:
-  certship follow arn:aws:states:eu-west-1:111122223333:execution:certship-certificate-deployment:web-1764000000000
+  certship follow arn:aws:states:eu-west-1:111122223333:execution:certship-certificate-deployment:web-1764000000000-3f9c2a1b7d4e6f80
 
 In a terminal it shows a live line (state, hosts done, time); piped, one line per step.
 Exit codes: 0 deployed, 3 the deployment failed, timed out or was aborted, 1 any other error.")]
@@ -25,19 +26,19 @@ pub struct FollowArgs {
 
 impl FollowArgs {
     pub async fn run(self) -> Result<ExitCode> {
-        let config = ops::sdk_config(&self.aws).await?;
-        follow_execution(&config, &self.execution_arn, self.output.output).await
+        let clients = Clients::load(&self.aws).await?;
+        follow_execution(&clients, &self.execution_arn, self.output.output).await
     }
 }
 
 /// Follows an execution, showing progress where someone watches, and prints the report
 /// (`certship follow` and `certship deploy --wait`).
 pub async fn follow_execution(
-    config: &aws_config::SdkConfig,
+    clients: &Clients,
     execution_arn: &str,
     output: OutputFormat,
 ) -> Result<ExitCode> {
-    let report: Report = match output {
+    let watched = match output {
         OutputFormat::Text => {
             let stdout = std::io::stdout();
             let progress = if stdout.is_terminal() {
@@ -45,7 +46,7 @@ pub async fn follow_execution(
             } else {
                 Progress::Plain
             };
-            ops::watch::watch(config, execution_arn, progress, &mut stdout.lock()).await?
+            watch(&clients.sfn, execution_arn, progress, &mut stdout.lock()).await?
         }
         OutputFormat::Json => {
             let stderr = std::io::stderr();
@@ -54,9 +55,10 @@ pub async fn follow_execution(
             } else {
                 Progress::Silent
             };
-            ops::watch::watch(config, execution_arn, progress, &mut stderr.lock()).await?
+            watch(&clients.sfn, execution_arn, progress, &mut stderr.lock()).await?
         }
     };
+    let report = Report::collect(&clients.ssm, execution_arn, watched).await?;
     match output {
         OutputFormat::Text => println!("{}", report.text(colour(&std::io::stdout()))),
         OutputFormat::Json => ops::print_json(&report.json())?,

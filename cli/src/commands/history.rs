@@ -1,7 +1,8 @@
 //! `certship history`: a certificate's recent deployments, newest first.
 
 use super::colour;
-use crate::ops::{self, AwsArgs, Deployment, OutputArgs, OutputFormat, StackArgs};
+use crate::ops::stack::Resources;
+use crate::ops::{self, AwsArgs, Clients, OutputArgs, OutputFormat, StackArgs};
 use anyhow::Result;
 use clap::Args;
 use std::process::ExitCode;
@@ -26,12 +27,12 @@ pub struct HistoryArgs {
 
 impl HistoryArgs {
     pub async fn run(self) -> Result<ExitCode> {
-        let config = ops::sdk_config(&self.aws).await?;
-        let machine = Deployment::new(&config, &self.stack)
+        let clients = Clients::load(&self.aws).await?;
+        let machine = Resources::new(&clients.cloudformation, &self.stack)
             .state_machine_arn()
             .await?;
         let (entries, truncated) = ops::history::entries(
-            &config,
+            &clients.sfn,
             &machine,
             &self.certificate_arn,
             usize::from(self.limit),

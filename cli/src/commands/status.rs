@@ -2,7 +2,8 @@
 //! that ACM made but that are not deployed yet.
 
 use super::colour;
-use crate::ops::{self, AwsArgs, Deployment, OutputArgs, OutputFormat, StackArgs};
+use crate::ops::stack::Resources;
+use crate::ops::{self, AwsArgs, Clients, OutputArgs, OutputFormat, StackArgs};
 use anyhow::Result;
 use clap::Args;
 use std::process::ExitCode;
@@ -20,7 +21,7 @@ pub struct StatusArgs {
     #[arg(long, value_name = "ARN")]
     certificate_arn: Option<String>,
     /// Only the mappings to this tag target
-    #[arg(long, value_name = "KEY=VALUE", value_parser = ops::parse_target)]
+    #[arg(long, value_name = "KEY=VALUE", value_parser = crate::tag::parse)]
     target: Option<(String, String)>,
     #[command(flatten)]
     stack: StackArgs,
@@ -32,16 +33,18 @@ pub struct StatusArgs {
 
 impl StatusArgs {
     pub async fn run(self) -> Result<ExitCode> {
-        let config = ops::sdk_config(&self.aws).await?;
-        let table = Deployment::new(&config, &self.stack).table_name().await?;
+        let clients = Clients::load(&self.aws).await?;
+        let table = Resources::new(&clients.cloudformation, &self.stack)
+            .table_name()
+            .await?;
         let mappings = ops::status::mappings(
-            &config,
+            &clients.dynamodb,
             &table,
             self.certificate_arn.as_deref(),
             self.target.as_ref(),
         )
         .await?;
-        let rows = ops::status::rows(&config, mappings).await;
+        let rows = ops::status::rows(&clients.acm, mappings).await;
         match self.output.output {
             OutputFormat::Text => {
                 println!("{}", ops::status::text(&rows, colour(&std::io::stdout())))

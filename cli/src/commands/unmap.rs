@@ -1,7 +1,8 @@
 //! `certship unmap`: removes a mapping and schedules its secret for deletion; the files already
 //! on hosts stay.
 
-use crate::ops::{self, AwsArgs, Deployment, StackArgs};
+use crate::ops::stack::Resources;
+use crate::ops::{self, AwsArgs, Clients, StackArgs};
 use anyhow::{Result, bail};
 use clap::Args;
 use std::io::IsTerminal;
@@ -21,7 +22,7 @@ pub struct UnmapArgs {
     #[arg(long, value_name = "NAME")]
     name: String,
     /// The tag target it was deployed to
-    #[arg(long, value_name = "KEY=VALUE", value_parser = ops::parse_target)]
+    #[arg(long, value_name = "KEY=VALUE", value_parser = crate::tag::parse)]
     target: (String, String),
     /// Do not ask for confirmation
     #[arg(long)]
@@ -34,10 +35,12 @@ pub struct UnmapArgs {
 
 impl UnmapArgs {
     pub async fn run(self) -> Result<ExitCode> {
-        let config = ops::sdk_config(&self.aws).await?;
-        let table = Deployment::new(&config, &self.stack).table_name().await?;
+        let clients = Clients::load(&self.aws).await?;
+        let table = Resources::new(&clients.cloudformation, &self.stack)
+            .table_name()
+            .await?;
         let Some(mapping) = ops::unmap::find(
-            &config,
+            &clients.dynamodb,
             &table,
             &self.certificate_arn,
             &self.name,
@@ -77,7 +80,8 @@ impl UnmapArgs {
                 return Ok(ExitCode::SUCCESS);
             }
         }
-        let secret = ops::unmap::remove(&config, &table, &mapping).await?;
+        let secret =
+            ops::unmap::remove(&clients.dynamodb, &clients.secrets, &table, &mapping).await?;
         println!("Removed {what}.");
         match secret {
             Some(arn) => println!(

@@ -1,12 +1,14 @@
 //! `certship deploy`: starts a deployment through the API (SigV4) or straight through
 //! StartExecution, after checking the request with the rules the Lambdas apply.
 
-use super::{Deployment, explain, region};
+use super::stack::Resources;
+use super::{Clients, explain, region};
 use anyhow::{Context, Result, bail};
 use aws_config::SdkConfig;
 use certship_shared::rules::{ReloadAllowlist, RequestRules};
 use certship_shared::{DeploymentRequest, Trigger};
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 /// How a deployment was started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,25 +75,45 @@ fn flag_names(message: &str) -> String {
 
 /// The API's body: the contract's fields, without `Trigger` (the API adds it; its model refuses
 /// callers that send one).
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ApiBody<'a> {
+    certificate_arn: &'a str,
+    cert_name: &'a str,
+    target_tag_key: &'a str,
+    target_tag_value: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reload_service: Option<&'a str>,
+}
+
 pub fn api_body(request: &DeploymentRequest) -> Value {
-    let mut body = json!({
-        "CertificateArn": request.certificate_arn,
-        "CertName": request.cert_name,
-        "TargetTagKey": request.target_tag_key,
-        "TargetTagValue": request.target_tag_value,
-    });
-    if let Some(unit) = &request.reload_service {
-        body["ReloadService"] = json!(unit);
-    }
-    body
+    let body = ApiBody {
+        certificate_arn: &request.certificate_arn,
+        cert_name: &request.cert_name,
+        target_tag_key: &request.target_tag_key,
+        target_tag_value: &request.target_tag_value,
+        reload_service: request.reload_service.as_deref(),
+    };
+    // Strings only: serializing cannot fail.
+    serde_json::to_value(body).unwrap_or_default()
+}
+
+/// What the API answers: StartExecution's output when it started one, else API Gateway's (or
+/// the integration's) error message, under either spelling.
+#[derive(Debug, Default, Deserialize)]
+struct ApiAnswer {
+    #[serde(rename = "executionArn")]
+    execution_arn: Option<String>,
+    #[serde(alias = "Message")]
+    message: Option<String>,
 }
 
 /// Starts the deployment, returning the execution's ARN and the route it took: StartExecution
 /// when `direct`; else the API when its URL is known; else StartExecution when the state machine
 /// is named; else the stack's API.
 pub async fn start(
-    config: &SdkConfig,
-    deployment: &Deployment<'_>,
+    clients: &Clients,
+    deployment: &Resources<'_>,
     api_url: Option<&str>,
     direct: bool,
     request: &DeploymentRequest,
@@ -104,11 +126,14 @@ pub async fn start(
         None => None,
     };
     match api_url {
-        Some(url) => Ok((through_api(config, &url, request).await?, Route::Api)),
+        Some(url) => Ok((
+            through_api(&clients.config, &url, request).await?,
+            Route::Api,
+        )),
         None => {
             let machine = deployment.state_machine_arn().await?;
             Ok((
-                start_execution(config, &machine, request).await?,
+                start_execution(&clients.sfn, &machine, request).await?,
                 Route::StateMachine,
             ))
         }
@@ -117,67 +142,80 @@ pub async fn start(
 
 async fn through_api(config: &SdkConfig, url: &str, request: &DeploymentRequest) -> Result<String> {
     let answer = super::api::post_signed(config, url, &api_body(request)).await?;
-    let message = |body: &Value| {
-        body["message"]
-            .as_str()
-            .or(body["Message"].as_str())
-            .or(body.as_str())
-            .unwrap_or("")
-            .to_string()
-    };
+    let parsed = ApiAnswer::deserialize(&answer.body).unwrap_or_default();
+    // A body that is not JSON is its own message.
+    let message = parsed
+        .message
+        .or_else(|| answer.body.as_str().map(str::to_string))
+        .unwrap_or_default();
     match answer.status {
-        200..=299 => answer.body["executionArn"]
-            .as_str()
-            .map(str::to_string)
-            .with_context(|| {
-                format!(
-                    "the API answered {} without an executionArn: {}",
-                    answer.status, answer.body
-                )
-            }),
+        200..=299 => parsed.execution_arn.with_context(|| {
+            format!(
+                "the API answered {} without an executionArn: {}",
+                answer.status, answer.body
+            )
+        }),
         403 => bail!(
             "the API refused the credentials (403): {}. They need execute-api:Invoke on this API, in region {}.",
-            message(&answer.body),
+            message,
             region(config)
         ),
-        429 => bail!(
-            "the API is busy (429): {}. Retry in a moment.",
-            message(&answer.body)
-        ),
+        429 => bail!("the API is busy (429): {}. Retry in a moment.", message),
         400..=499 => bail!(
             "the API refused the request ({}): {}",
             answer.status,
-            message(&answer.body)
+            message
         ),
         status => bail!(
             "the API could not start the deployment ({status}): {}",
-            message(&answer.body)
+            message
         ),
     }
 }
 
 /// StartExecution with the request as input and a readable, unique execution name.
 pub async fn start_execution(
-    config: &SdkConfig,
+    sfn: &aws_sdk_sfn::Client,
     state_machine_arn: &str,
     request: &DeploymentRequest,
 ) -> Result<String> {
-    let millis = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis();
-    // Execution names are at most 80 characters; CertName is at most 64.
-    let name = format!("{}-{millis}", request.cert_name);
-    Ok(aws_sdk_sfn::Client::new(config)
+    Ok(sfn
         .start_execution()
         .state_machine_arn(state_machine_arn)
-        .name(name)
+        .name(execution_name(&request.cert_name))
         .input(serde_json::to_string(request)?)
         .send()
         .await
         .map_err(explain)
         .context("starting the deployment")?
         .execution_arn)
+}
+
+/// Step Functions' limit on an execution name's length.
+const EXECUTION_NAME_MAX: usize = 80;
+
+/// `<CertName>-<milliseconds>-<16 random hex>`: readable and sortable in the console, and unique
+/// even for two deployments of one name started in the same millisecond (which would otherwise
+/// fail with `ExecutionAlreadyExists`). The name is shortened to keep within 80 characters, and
+/// anything but `A-Z a-z 0-9 . _ -` (which a valid CertName never holds) becomes `-`.
+pub fn execution_name(cert_name: &str) -> String {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    let suffix = format!("-{millis}-{:016x}", rand::random::<u64>());
+    let name: String = cert_name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(EXECUTION_NAME_MAX.saturating_sub(suffix.len()))
+        .collect();
+    name + &suffix
 }
 
 #[cfg(test)]
@@ -262,5 +300,31 @@ mod tests {
                 "{error} should mention {expected}"
             );
         }
+    }
+
+    /// What Step Functions accepts as an execution name: 1-80 characters, none of them
+    /// whitespace, brackets, wildcards, control characters or `" # % \ ^ | ~ ` $ & , ; : /`.
+    fn valid_execution_name(name: &str) -> bool {
+        (1..=EXECUTION_NAME_MAX).contains(&name.chars().count())
+            && !name.chars().any(|c| {
+                c.is_whitespace() || c.is_control() || "<>{}[]?*\"#%\\^|~`$&,;:/".contains(c)
+            })
+    }
+
+    #[test]
+    fn two_execution_names_made_at_once_differ_and_are_valid() {
+        let longest = "a".repeat(64);
+        for cert_name in ["web", "web.example_1-x", longest.as_str()] {
+            let (first, second) = (execution_name(cert_name), execution_name(cert_name));
+            assert_ne!(first, second, "same millisecond, same name");
+            for name in [&first, &second] {
+                assert!(valid_execution_name(name), "{name}");
+                assert!(
+                    name.starts_with(&cert_name[..cert_name.len().min(40)]),
+                    "{name}"
+                );
+            }
+        }
+        assert!(execution_name("web").starts_with("web-"));
     }
 }

@@ -2,7 +2,7 @@
 
 use super::{explain, table};
 use anyhow::{Context, Result};
-use aws_config::SdkConfig;
+use certship_shared::{DeploymentRequest, Trigger};
 use serde_json::{Value, json};
 
 /// How many executions (newest first) are read at most to find those of one certificate.
@@ -16,18 +16,18 @@ pub struct Entry {
     pub started: String,
     pub stopped: Option<String>,
     pub duration_seconds: Option<i64>,
-    pub input: Value,
+    /// The execution's input: the deployment it was asked for.
+    pub request: DeploymentRequest,
 }
 
 /// The newest `limit` executions of `state_machine_arn` whose input names `certificate_arn`,
 /// and whether the search stopped at [`SCAN_LIMIT`] before the oldest execution.
 pub async fn entries(
-    config: &SdkConfig,
+    sfn: &aws_sdk_sfn::Client,
     state_machine_arn: &str,
     certificate_arn: &str,
     limit: usize,
 ) -> Result<(Vec<Entry>, bool)> {
-    let sfn = aws_sdk_sfn::Client::new(config);
     let mut pages = sfn
         .list_executions()
         .state_machine_arn(state_machine_arn)
@@ -58,13 +58,14 @@ pub async fn entries(
         answers.sort_by_key(|(i, _)| *i);
         for (_, answer) in answers {
             let execution = answer.map_err(explain).context("describing an execution")?;
-            let input: Value = execution
+            // An input that is not a deployment request is not a deployment of this certificate.
+            let Some(request) = execution
                 .input()
-                .and_then(|i| serde_json::from_str(i).ok())
-                .unwrap_or_default();
-            if input["CertificateArn"] != certificate_arn {
+                .and_then(|i| serde_json::from_str::<DeploymentRequest>(i).ok())
+                .filter(|r| r.certificate_arn == certificate_arn)
+            else {
                 continue;
-            }
+            };
             let started = execution.start_date();
             found.push(Entry {
                 execution_arn: execution.execution_arn().to_string(),
@@ -75,7 +76,7 @@ pub async fn entries(
                     .stop_date()
                     .map(certship_shared::time::format_date_time),
                 duration_seconds: execution.stop_date().map(|s| s.secs() - started.secs()),
-                input,
+                request,
             });
             if found.len() == limit {
                 return Ok((found, false));
@@ -83,6 +84,14 @@ pub async fn entries(
         }
     }
     Ok((found, truncated))
+}
+
+/// The trigger as the contract spells it (`api`, `renewal`).
+fn trigger_name(trigger: Trigger) -> &'static str {
+    match trigger {
+        Trigger::Api => "api",
+        Trigger::Renewal => "renewal",
+    }
 }
 
 pub fn text(entries: &[Entry], truncated: bool, colour: bool) -> String {
@@ -104,12 +113,11 @@ pub fn text(entries: &[Entry], truncated: bool, colour: bool) -> String {
             vec![
                 e.started.clone(),
                 status,
-                e.input["Trigger"].as_str().unwrap_or("api").to_string(),
-                e.input["CertName"].as_str().unwrap_or("?").to_string(),
+                trigger_name(e.request.trigger).to_string(),
+                e.request.cert_name.clone(),
                 format!(
                     "{}={}",
-                    e.input["TargetTagKey"].as_str().unwrap_or("?"),
-                    e.input["TargetTagValue"].as_str().unwrap_or("?")
+                    e.request.target_tag_key, e.request.target_tag_value
                 ),
                 e.duration_seconds
                     .map(|s| format!("{s} s"))
@@ -143,9 +151,9 @@ pub fn json(entries: &[Entry]) -> Value {
                     "status": e.status,
                     "startDate": e.started,
                     "stopDate": e.stopped,
-                    "trigger": e.input["Trigger"],
-                    "certName": e.input["CertName"],
-                    "target": {"key": e.input["TargetTagKey"], "value": e.input["TargetTagValue"]},
+                    "trigger": trigger_name(e.request.trigger),
+                    "certName": e.request.cert_name,
+                    "target": {"key": e.request.target_tag_key, "value": e.request.target_tag_value},
                 })
             })
             .collect(),

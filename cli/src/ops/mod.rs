@@ -4,19 +4,25 @@
 
 pub mod api;
 pub mod deploy;
+pub mod execution;
 pub mod history;
+pub mod hosts;
+pub mod report;
+pub mod stack;
 pub mod status;
 pub mod table;
 pub mod unmap;
 pub mod watch;
 
-use anyhow::{Context, Result, bail};
+#[cfg(test)]
+mod tests;
+
+use anyhow::{Result, bail};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use clap::{Args, ValueEnum};
-use std::collections::HashMap;
 
 /// Environment variables the commands read, and `certship local env` sets.
 pub mod env {
@@ -89,93 +95,41 @@ pub async fn sdk_config(aws: &AwsArgs) -> Result<SdkConfig> {
     Ok(config)
 }
 
+/// The SDK clients of the operator commands, built once from one [`SdkConfig`], so that the ops
+/// functions take clients (and tests hand them mocked ones).
+#[derive(Debug, Clone)]
+pub struct Clients {
+    pub config: SdkConfig,
+    pub acm: aws_sdk_acm::Client,
+    pub cloudformation: aws_sdk_cloudformation::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub secrets: aws_sdk_secretsmanager::Client,
+    pub sfn: aws_sdk_sfn::Client,
+    pub ssm: aws_sdk_ssm::Client,
+}
+
+impl Clients {
+    pub fn new(config: SdkConfig) -> Self {
+        Self {
+            acm: aws_sdk_acm::Client::new(&config),
+            cloudformation: aws_sdk_cloudformation::Client::new(&config),
+            dynamodb: aws_sdk_dynamodb::Client::new(&config),
+            secrets: aws_sdk_secretsmanager::Client::new(&config),
+            sfn: aws_sdk_sfn::Client::new(&config),
+            ssm: aws_sdk_ssm::Client::new(&config),
+            config,
+        }
+    }
+
+    /// The default chain with the user's overrides, and every client built from it.
+    pub async fn load(aws: &AwsArgs) -> Result<Self> {
+        Ok(Self::new(sdk_config(aws).await?))
+    }
+}
+
 /// The region of `config` (there always is one: [`sdk_config`] refuses to go on without).
 pub fn region(config: &SdkConfig) -> &str {
     config.region().map_or("us-east-1", |r| r.as_ref())
-}
-
-/// The resources of one certship deployment, from the flags, the environment or the stack.
-pub struct Deployment<'a> {
-    config: &'a SdkConfig,
-    args: &'a StackArgs,
-    outputs: tokio::sync::OnceCell<HashMap<String, String>>,
-}
-
-impl<'a> Deployment<'a> {
-    pub fn new(config: &'a SdkConfig, args: &'a StackArgs) -> Self {
-        Self {
-            config,
-            args,
-            outputs: tokio::sync::OnceCell::new(),
-        }
-    }
-
-    pub fn has_stack(&self) -> bool {
-        self.args.stack.is_some()
-    }
-
-    pub fn names_state_machine(&self) -> bool {
-        self.args.state_machine_arn.is_some()
-    }
-
-    pub async fn state_machine_arn(&self) -> Result<String> {
-        self.resolve(
-            self.args.state_machine_arn.as_ref(),
-            "StateMachineArn",
-            "--state-machine-arn",
-        )
-        .await
-    }
-
-    pub async fn table_name(&self) -> Result<String> {
-        self.resolve(self.args.table_name.as_ref(), "TableName", "--table-name")
-            .await
-    }
-
-    pub async fn api_url(&self) -> Result<String> {
-        self.resolve(None, "ApiUrl", "--api-url").await
-    }
-
-    async fn resolve(&self, given: Option<&String>, output: &str, flag: &str) -> Result<String> {
-        if let Some(value) = given {
-            return Ok(value.clone());
-        }
-        let Some(stack) = &self.args.stack else {
-            bail!(
-                "which certship? Pass {flag}, or --stack NAME (or set {}) to read it from the stack's outputs; \
-                 for the local cloud, run: eval \"$(certship local env)\"",
-                env::STACK
-            );
-        };
-        let outputs = self
-            .outputs
-            .get_or_try_init(|| stack_outputs(self.config, stack))
-            .await?;
-        outputs.get(output).cloned().with_context(|| {
-            format!(
-                "stack {stack} has no output {output}; is it a certship stack? Pass {flag} instead"
-            )
-        })
-    }
-}
-
-async fn stack_outputs(config: &SdkConfig, stack: &str) -> Result<HashMap<String, String>> {
-    let described = aws_sdk_cloudformation::Client::new(config)
-        .describe_stacks()
-        .stack_name(stack)
-        .send()
-        .await
-        .map_err(explain)
-        .with_context(|| format!("reading the outputs of stack {stack}"))?;
-    let stack = described
-        .stacks()
-        .first()
-        .with_context(|| format!("no stack named {stack}"))?;
-    Ok(stack
-        .outputs()
-        .iter()
-        .filter_map(|o| Some((o.output_key()?.to_string(), o.output_value()?.to_string())))
-        .collect())
 }
 
 /// An AWS error as one line: the service's error code and message, or for a call that never got
@@ -199,12 +153,4 @@ where
 pub fn print_json(value: &serde_json::Value) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
-}
-
-/// Parses `KEY=VALUE` for `--target`.
-pub fn parse_target(text: &str) -> Result<(String, String), String> {
-    match text.split_once('=') {
-        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
-        _ => Err(format!("{text:?} is not KEY=VALUE (for example env=prod)")),
-    }
 }

@@ -3,7 +3,6 @@
 
 use super::{explain, table};
 use anyhow::{Context, Result};
-use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
 use certship_shared::arn::CertificateArn;
 use certship_shared::mapping::{Mapping, attr};
@@ -48,12 +47,11 @@ impl Row {
 
 /// The mappings of `certificate_arn` and/or `target`, or all of them.
 pub async fn mappings(
-    config: &SdkConfig,
+    dynamodb: &aws_sdk_dynamodb::Client,
     table_name: &str,
     certificate_arn: Option<&str>,
     target: Option<&(String, String)>,
 ) -> Result<Vec<Mapping>> {
-    let dynamodb = aws_sdk_dynamodb::Client::new(config);
     let query = dynamodb.query().table_name(table_name);
     let query = match (certificate_arn, target) {
         (Some(arn), _) => Some(
@@ -110,12 +108,12 @@ pub async fn mappings(
 }
 
 /// Each mapping with ACM's view of its certificate (asked once per certificate, in its region).
-pub async fn rows(config: &SdkConfig, mappings: Vec<Mapping>) -> Vec<Row> {
+pub async fn rows(acm: &aws_sdk_acm::Client, mappings: Vec<Mapping>) -> Vec<Row> {
     let mut views: HashMap<String, Result<AcmView, String>> = HashMap::new();
     let mut rows = Vec::new();
     for mapping in mappings {
         if !views.contains_key(&mapping.certificate_arn) {
-            let view = describe(config, &mapping.certificate_arn)
+            let view = describe(acm, &mapping.certificate_arn)
                 .await
                 .map_err(|e| format!("{e:#}"));
             views.insert(mapping.certificate_arn.clone(), view);
@@ -126,15 +124,16 @@ pub async fn rows(config: &SdkConfig, mappings: Vec<Mapping>) -> Vec<Row> {
     rows
 }
 
-async fn describe(config: &SdkConfig, certificate_arn: &str) -> Result<AcmView> {
+async fn describe(acm: &aws_sdk_acm::Client, certificate_arn: &str) -> Result<AcmView> {
+    // A certificate is described in its own region, whatever the client's.
     let region = CertificateArn::parse(certificate_arn)?.region;
-    let config = config
-        .to_builder()
-        .region(aws_config::Region::new(region))
-        .build();
-    let described = aws_sdk_acm::Client::new(&config)
+    let described = acm
         .describe_certificate()
         .certificate_arn(certificate_arn)
+        .customize()
+        .config_override(
+            aws_sdk_acm::config::Builder::default().region(aws_config::Region::new(region)),
+        )
         .send()
         .await
         .map_err(explain)?;

@@ -3,7 +3,6 @@
 
 use super::explain;
 use anyhow::{Context, Result, bail};
-use aws_config::SdkConfig;
 use certship_shared::mapping::{Mapping, attr, key};
 
 /// Days Secrets Manager keeps the secret restorable (`aws secretsmanager restore-secret`).
@@ -11,13 +10,13 @@ pub const RECOVERY_WINDOW_DAYS: i64 = 7;
 
 /// The mapping of `certificate_arn` named `cert_name` on `target`, if there is one.
 pub async fn find(
-    config: &SdkConfig,
+    dynamodb: &aws_sdk_dynamodb::Client,
     table_name: &str,
     certificate_arn: &str,
     cert_name: &str,
     target: &(String, String),
 ) -> Result<Option<Mapping>> {
-    let item = aws_sdk_dynamodb::Client::new(config)
+    let item = dynamodb
         .get_item()
         .table_name(table_name)
         .set_key(Some(key(&target.0, &target.1, certificate_arn, cert_name)))
@@ -36,11 +35,12 @@ pub async fn find(
 /// Deletes `mapping` (only if it is still there) and schedules its secret for deletion.
 /// Returns the secret's ARN when there was one.
 pub async fn remove(
-    config: &SdkConfig,
+    dynamodb: &aws_sdk_dynamodb::Client,
+    secrets: &aws_sdk_secretsmanager::Client,
     table_name: &str,
     mapping: &Mapping,
 ) -> Result<Option<String>> {
-    aws_sdk_dynamodb::Client::new(config)
+    dynamodb
         .delete_item()
         .table_name(table_name)
         .set_key(Some(key(
@@ -58,7 +58,7 @@ pub async fn remove(
         return Ok(None);
     };
     // The secret lives in the stack's region, whatever the certificate's.
-    let result = aws_sdk_secretsmanager::Client::new(config)
+    let result = secrets
         .delete_secret()
         .secret_id(secret_arn)
         .recovery_window_in_days(RECOVERY_WINDOW_DAYS)

@@ -14,7 +14,7 @@ pub enum HostsCommand {
     #[command(after_help = "Example:\n  certship local hosts add --tag env=dev --count 2")]
     Add {
         /// A tag as KEY=VALUE; repeat for more
-        #[arg(long = "tag", value_parser = hosts::parse_tag, required = true)]
+        #[arg(long = "tag", value_parser = crate::tag::parse, required = true)]
         tags: Vec<(String, String)>,
         /// How many hosts
         #[arg(long, default_value_t = 1)]

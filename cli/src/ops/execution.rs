@@ -1,10 +1,11 @@
-//! Following an execution of the deployment state machine: its history, state by state, as
-//! readable lines, until it ends.
+//! Reading an execution of the deployment state machine: its history, each event as a readable
+//! line, the Task outputs as the contract's [`WorkflowState`], and how the execution ended.
+//! The poll loop over it is [`super::watch`].
 
 use anyhow::{Context, Result};
 use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent, HistoryEventType};
-use serde_json::Value;
-use std::time::Duration;
+use certship_shared::{InstallStatus, WorkflowState};
+use serde::Deserialize;
 
 /// The state machine's Task states, as `statemachine/certificate-deployment.asl.json` names them.
 pub const EXPORT_STATE: &str = "Export certificate";
@@ -17,7 +18,8 @@ pub struct Ending {
     pub status: ExecutionStatus,
     pub error: Option<String>,
     pub cause: Option<String>,
-    pub output: Option<Value>,
+    /// The final state, on success.
+    pub output: Option<WorkflowState>,
 }
 
 impl Ending {
@@ -41,40 +43,8 @@ pub async fn history(sfn: &aws_sdk_sfn::Client, execution_arn: &str) -> Result<V
     Ok(events)
 }
 
-/// Polls the history, calling `print` with a line for each step, until the execution ends.
-pub async fn follow(
-    sfn: &aws_sdk_sfn::Client,
-    execution_arn: &str,
-    mut print: impl FnMut(&str),
-) -> Result<Ending> {
-    let mut seen = 0;
-    let started = std::time::Instant::now();
-    let mut last_line = started;
-    loop {
-        let events = history(sfn, execution_arn).await?;
-        for event in events.iter().skip(seen) {
-            if let Some(line) = describe(event) {
-                print(&line);
-                last_line = std::time::Instant::now();
-            }
-            if let Some(ending) = ending(event) {
-                return Ok(ending);
-            }
-        }
-        seen = events.len();
-        // A long wait still shows that something is happening.
-        if last_line.elapsed() >= Duration::from_secs(10) {
-            print(&format!(
-                "  … still running ({} s)",
-                started.elapsed().as_secs()
-            ));
-            last_line = std::time::Instant::now();
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-fn json(text: Option<&str>) -> Option<Value> {
+/// A state as the contract types it; `None` when there is none or it does not fit.
+pub fn workflow_state(text: Option<&str>) -> Option<WorkflowState> {
     text.and_then(|t| serde_json::from_str(t).ok())
 }
 
@@ -86,7 +56,7 @@ pub fn ending(event: &HistoryEvent) -> Option<Ending> {
             None,
             event
                 .execution_succeeded_event_details()
-                .and_then(|d| json(d.output())),
+                .and_then(|d| workflow_state(d.output())),
         ),
         HistoryEventType::ExecutionFailed => {
             let d = event.execution_failed_event_details();
@@ -130,7 +100,7 @@ pub fn describe(event: &HistoryEvent) -> Option<String> {
         }
         HistoryEventType::TaskStateExited => {
             let details = event.state_exited_event_details()?;
-            let output = json(details.output())?;
+            let output = workflow_state(details.output())?;
             summarize(details.name(), &output).map(|s| format!("  {s}"))
         }
         HistoryEventType::LambdaFunctionFailed | HistoryEventType::TaskFailed => {
@@ -163,57 +133,66 @@ pub fn describe(event: &HistoryEvent) -> Option<String> {
     }
 }
 
+/// The name the contract gives an install status (the Choice state compares these).
+fn install_status(status: InstallStatus) -> &'static str {
+    match status {
+        InstallStatus::InProgress => "InProgress",
+        InstallStatus::Success => "Success",
+        InstallStatus::Failed => "Failed",
+    }
+}
+
+/// The error a Lambda returns, as Step Functions puts it in a failure's cause.
+#[derive(Deserialize)]
+struct LambdaError {
+    #[serde(rename = "errorMessage")]
+    error_message: String,
+}
+
 /// A Lambda's cause is its error JSON; the message is what a reader wants.
 pub fn cause_message(cause: &str) -> String {
-    serde_json::from_str::<Value>(cause)
-        .ok()
-        .and_then(|v| v["errorMessage"].as_str().map(str::to_string))
-        .unwrap_or_else(|| cause.to_string())
+    serde_json::from_str::<LambdaError>(cause)
+        .map(|e| e.error_message)
+        .unwrap_or_else(|_| cause.to_string())
 }
 
 /// What a Task state produced, in a line.
-pub fn summarize(state: &str, output: &Value) -> Option<String> {
-    let s = |v: &Value| v.as_str().unwrap_or("?").to_string();
+pub fn summarize(state: &str, output: &WorkflowState) -> Option<String> {
     match state {
         EXPORT_STATE => {
-            let export = &output["Export"];
+            let export = output.export.as_ref()?;
             Some(format!(
                 "exported serial {} (expires {}) into secret version {}",
-                s(&export["Serial"]),
-                s(&export["NotAfter"]),
-                s(&export["SecretVersionId"])
+                export.serial, export.not_after, export.secret_version_id
             ))
         }
         DISPATCH_STATE => {
-            let dispatch = &output["Dispatch"];
+            let dispatch = output.dispatch.as_ref()?;
             Some(format!(
                 "sent command {} to hosts tagged {}={} (deadline {})",
-                s(&dispatch["CommandId"]),
-                s(&output["TargetTagKey"]),
-                s(&output["TargetTagValue"]),
-                s(&dispatch["DeadlineAt"])
+                dispatch.command_id,
+                output.request.target_tag_key,
+                output.request.target_tag_value,
+                dispatch.deadline_at
             ))
         }
         CHECK_STATE => {
-            let install = &output["Install"];
-            let hosts = &install["Hosts"];
+            let install = output.install.as_ref()?;
+            let hosts = install.hosts;
             let mut line = format!(
                 "{}: {} of {} hosts done ({} succeeded, {} failed, {} pending)",
-                s(&install["Status"]),
-                hosts["Succeeded"].as_u64().unwrap_or(0) + hosts["Failed"].as_u64().unwrap_or(0),
-                hosts["Total"].as_u64().unwrap_or(0),
-                hosts["Succeeded"].as_u64().unwrap_or(0),
-                hosts["Failed"].as_u64().unwrap_or(0),
-                hosts["Pending"].as_u64().unwrap_or(0),
+                install_status(install.status),
+                hosts.succeeded + hosts.failed,
+                hosts.total,
+                hosts.succeeded,
+                hosts.failed,
+                hosts.pending,
             );
-            if let Some(failures) = install["Failures"].as_array() {
-                for failure in failures {
-                    line.push_str(&format!(
-                        "\n    {} {}",
-                        s(&failure["InstanceId"]),
-                        s(&failure["StatusDetails"])
-                    ));
-                }
+            for failure in &install.failures {
+                line.push_str(&format!(
+                    "\n    {} {}",
+                    failure.instance_id, failure.status_details
+                ));
             }
             Some(line)
         }
@@ -228,7 +207,7 @@ mod tests {
 
     #[test]
     fn the_task_names_are_the_state_machines() {
-        let asl: Value = serde_json::from_str(
+        let asl: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(
                 std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
                     .join("../statemachine/certificate-deployment.asl.json"),
@@ -243,12 +222,16 @@ mod tests {
 
     #[test]
     fn summaries_name_what_each_task_did() {
-        let output = json!({
+        let output: WorkflowState = serde_json::from_value(json!({
+            "CertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/abc", "CertName": "web",
             "TargetTagKey": "env", "TargetTagValue": "dev",
-            "Install": {"Status": "Failed", "Hosts": {"Total": 2, "Succeeded": 1, "Failed": 1, "Pending": 0},
-                        "Failures": [{"InstanceId": "i-1", "StatusDetails": "Failed"}]},
-            "Dispatch": {"CommandId": "c-1", "DeadlineAt": "2026-01-01T00:00:00Z"},
-        });
+            "Install": {"Status": "Failed", "WaitSeconds": 2, "Poll": 3,
+                        "Hosts": {"Total": 2, "Succeeded": 1, "Failed": 1, "Pending": 0},
+                        "Failures": [{"InstanceId": "i-1", "StatusDetails": "Failed", "Output": "x"}]},
+            "Dispatch": {"CommandId": "c-1", "RequestedAt": "2026-01-01T00:00:00Z",
+                         "DeadlineAt": "2026-01-01T00:00:00Z"},
+        }))
+        .unwrap();
         let check = summarize(CHECK_STATE, &output).unwrap();
         assert!(
             check.starts_with("Failed: 2 of 2 hosts done (1 succeeded, 1 failed"),
