@@ -22,7 +22,7 @@ LAMBDA_TARGET := aarch64-unknown-linux-gnu
 # The functions' bins, as the template names them (BuildProperties: Binary).
 LAMBDA_BINS = $(shell sed -n 's/^ *Binary: *//p' $(SAM_TEMPLATE))
 
-.PHONY: help demo setup system-packages venv node-packages build test fmt-check clippy shellcheck asl-validate cfn-lint diagrams unit-and-integration clean deploy-venv sam-validate lambda-target package deploy release-check
+.PHONY: help demo setup system-packages venv node-packages build test fmt-check clippy unused-deps shellcheck asl-validate cfn-lint diagrams unit-and-integration clean deploy-venv sam-validate lambda-target package deploy release-check
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -59,6 +59,13 @@ fmt-check:
 clippy:
 	cargo clippy --workspace --all-targets -- -D warnings
 
+# Every crate uses each dependency it declares (cargo-machete, pinned; installed on first use).
+MACHETE_VERSION := 0.9.2
+unused-deps:
+	@cargo machete --version 2>/dev/null | grep -qx '$(MACHETE_VERSION)' || \
+	  cargo install --quiet --locked cargo-machete --version $(MACHETE_VERSION)
+	cargo machete
+
 # The install document's own script, extracted exactly as the SSM agent runs it.
 shellcheck: venv
 	@mkdir -p target
@@ -80,7 +87,7 @@ diagrams: ## render diagrams/*.dot to SVG and PNG (needs graphviz)
 unit-and-integration: venv
 	cargo test --workspace
 
-test: setup fmt-check clippy shellcheck asl-validate cfn-lint unit-and-integration ## formatting, lints, unit and integration tests
+test: setup fmt-check clippy unused-deps shellcheck asl-validate cfn-lint unit-and-integration ## formatting, lints, unit and integration tests
 
 clean: ## remove build output and the virtualenv
 	cargo clean
