@@ -514,6 +514,37 @@ async fn a_failed_deployment_exits_3_and_names_the_host_and_its_reason() {
         "{unsigned}"
     );
 
+    // signed bodies that only the functions used to refuse (AWS answered 202, the execution
+    // failed a second later) get 400 from the model, and start nothing
+    let (_, rest) = arn
+        .split_once(&format!("arn:aws:acm:{}:", cloud.cloud.region))
+        .expect("a certificate of the cloud's region");
+    let china = format!("arn:aws-cn:acm:cn-north-1:{rest}");
+    let url = format!("{}{API_PATH}", cloud.cloud.endpoint);
+    let body = json!({"CertificateArn": arn, "CertName": "web", "TargetTagKey": "env", "TargetTagValue": "qa"});
+    let before = cloud.executions().await;
+    for (field, value) in [
+        ("ReloadService", "sshd"),
+        ("ReloadService", "sshd.service"),
+        ("CertificateArn", china.as_str()),
+    ] {
+        let mut hostile = body.clone();
+        hostile[field] = json!(value);
+        let answer = certship_cli::ops::api::post_signed(cloud.cloud.sdk_config(), &url, &hostile)
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 400, "{hostile}: {:?}", answer.body);
+        assert_eq!(answer.body["error"], "InvalidRequest", "{:?}", answer.body);
+        assert!(
+            answer.body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(&format!("/{field}"))),
+            "{:?}",
+            answer.body
+        );
+    }
+    assert_eq!(cloud.executions().await, before, "nothing started");
+
     cloud.cloud.stop().await;
 }
 

@@ -1,49 +1,60 @@
 //! The deployment API on the local cloud: `POST /prod/export-cert`, as the stack's API Gateway
-//! answers it. The body is checked as the API's request model checks it (the contract's fields,
-//! nothing else, no `Trigger`), each field with the functions' own rules (a little stricter than
-//! the model's patterns: what the model would pass and export-certificate refuse is refused
-//! here at once), `"Trigger":"api"` is added, and StartExecution starts the
-//! workflow: 202 with the execution's ARN, 400 with the reason, 403 without a SigV4 header.
+//! answers it. The body is validated with the API's own request model, read from the template
+//! (`certship_stack::Template::request_model`) for this cloud's reload allowlist and partition:
+//! 400 with the validator's reasons when the model refuses it, and nothing is started; otherwise
+//! `"Trigger":"api"` is added and StartExecution starts the workflow: 202 with the execution's
+//! ARN, or the integration's mapped error. 403 without a SigV4 header.
+//!
+//! What AWS does, and where it is written down: a method with a request validator whose
+//! `validateRequestBody` is true checks the body against the method's model (JSON Schema draft
+//! 4) before the integration runs; a body that fails gets the `BAD_REQUEST_BODY` gateway
+//! response, here the template's `{"error": "InvalidRequest", "message":
+//! "$context.error.validationErrorString"}` (API Gateway developer guide, "Use request
+//! validation in API Gateway" and "Gateway response types"). The reasons are written in the
+//! wording of the guide's examples (`[object has missing required properties (["price"])]`),
+//! one per failed keyword, in brackets; their order may differ from AWS's.
 //!
 //! The emulator checks that a request carries a SigV4 `Authorization` scoped to `execute-api`
 //! and an `x-amz-date`, not the signature's value: there are no IAM users to check it against.
 //! The signing itself is checked against AWS's test vectors (`ops::api`).
 
-use certship_shared::arn::CertificateArn;
-use certship_shared::rules::{validate_cert_name, validate_tag_key, validate_tag_value};
 use hyper::StatusCode;
 use hyper::header::HeaderMap;
+use jsonschema::error::{TypeKind, ValidationErrorKind};
 use serde_json::{Value, json};
 
 /// The stage and resource of the stack's API (its `ApiUrl` output ends with this).
 pub const API_PATH: &str = "/prod/export-cert";
 
-const FIELDS: [&str; 5] = [
-    "CertificateArn",
-    "CertName",
-    "TargetTagKey",
-    "TargetTagValue",
-    "ReloadService",
-];
-const REQUIRED: [&str; 4] = [
-    "CertificateArn",
-    "CertName",
-    "TargetTagKey",
-    "TargetTagValue",
-];
-
-/// The local API: StartExecution on `state_machine_arn`.
+/// The local API: the request model, then StartExecution on `state_machine_arn`.
 pub struct LocalApi {
-    pub sfn: aws_sdk_sfn::Client,
-    pub state_machine_arn: String,
+    sfn: aws_sdk_sfn::Client,
+    state_machine_arn: String,
+    model: jsonschema::Validator,
 }
 
 impl LocalApi {
+    /// `model` is the API's request model as deployed (`Template::request_model`).
+    pub fn new(
+        sfn: aws_sdk_sfn::Client,
+        state_machine_arn: String,
+        model: &Value,
+    ) -> anyhow::Result<Self> {
+        let model = jsonschema::draft4::new(model).map_err(|e| {
+            anyhow::anyhow!("the API's request model is not JSON Schema draft 4: {e}")
+        })?;
+        Ok(Self {
+            sfn,
+            state_machine_arn,
+            model,
+        })
+    }
+
     pub async fn handle(&self, headers: &HeaderMap, body: &[u8]) -> (StatusCode, Value) {
         if let Err(message) = authorized(headers) {
             return (StatusCode::FORBIDDEN, json!({ "message": message }));
         }
-        let input = match model(body) {
+        let input = match validated(&self.model, body) {
             Ok(input) => input,
             Err(message) => {
                 return (
@@ -103,44 +114,83 @@ fn authorized(headers: &HeaderMap) -> Result<(), &'static str> {
     }
 }
 
-/// The body as the request model takes it, plus `"Trigger":"api"`.
-fn model(body: &[u8]) -> Result<Value, String> {
-    let mut body: serde_json::Map<String, Value> = match serde_json::from_slice(body) {
-        Ok(Value::Object(map)) => map,
-        _ => return Err("Invalid request body: not a JSON object".into()),
+/// The body if the request model takes it, plus `"Trigger":"api"` (the integration's request
+/// template appends it); else the validation error string.
+fn validated(model: &jsonschema::Validator, body: &[u8]) -> Result<Value, String> {
+    let body: Value =
+        serde_json::from_slice(body).map_err(|e| format!("[the request body is not JSON: {e}]"))?;
+    let reasons: Vec<String> = model
+        .iter_errors(&body)
+        .map(|e| match e.instance_path().as_str() {
+            "" => reason(&e),
+            // The one liberty: AWS's reasons do not say which field failed; these do.
+            field => format!("{} (instance: {})", reason(&e), json!(field)),
+        })
+        .collect();
+    if !reasons.is_empty() {
+        return Err(format!("[{}]", reasons.join(", ")));
+    }
+    let Value::Object(mut body) = body else {
+        return Err("[the request model takes only a JSON object]".into());
     };
-    if let Some(extra) = body.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-        return Err(format!(
-            "Invalid request body: object has properties not allowed by the schema: [\"{extra}\"]"
-        ));
-    }
-    for field in REQUIRED {
-        if !body.contains_key(field) {
-            return Err(format!(
-                "Invalid request body: object is missing required property \"{field}\""
-            ));
-        }
-    }
-    let text = |field: &str| -> Result<String, String> {
-        match body.get(field) {
-            None => Ok(String::new()),
-            Some(Value::String(s)) => Ok(s.clone()),
-            Some(_) => Err(format!("Invalid request body: {field} is not a string")),
-        }
-    };
-    let invalid = |e: certship_shared::CertshipError| format!("Invalid request body: {e}");
-    CertificateArn::parse(&text("CertificateArn")?).map_err(invalid)?;
-    validate_cert_name(&text("CertName")?).map_err(invalid)?;
-    validate_tag_key(&text("TargetTagKey")?).map_err(invalid)?;
-    validate_tag_value(&text("TargetTagValue")?).map_err(invalid)?;
-    let reload = text("ReloadService")?;
-    if !reload.is_empty() {
-        certship_shared::rules::ReloadAllowlist::parse(&reload).map_err(|_| {
-            format!("Invalid request body: ReloadService {reload:?} is not a unit name")
-        })?;
-    }
     body.insert("Trigger".into(), json!("api"));
     Ok(Value::Object(body))
+}
+
+/// One failed keyword, in the validator's wording.
+fn reason(error: &jsonschema::ValidationError) -> String {
+    let instance = error.instance();
+    let length = || instance.as_str().map_or(0, |s| s.chars().count());
+    match error.kind() {
+        ValidationErrorKind::Required { property } => {
+            format!("object has missing required properties ([{property}])")
+        }
+        ValidationErrorKind::AdditionalProperties { unexpected } => format!(
+            "object instance has properties which are not allowed by the schema: {}",
+            json!(unexpected)
+        ),
+        ValidationErrorKind::Type { kind } => {
+            let allowed: Vec<String> = match kind {
+                TypeKind::Single(t) => vec![t.to_string()],
+                TypeKind::Multiple(set) => set.iter().map(|t| t.to_string()).collect(),
+            };
+            format!(
+                "instance type ({}) does not match any allowed primitive type (allowed: {})",
+                json_type(instance),
+                json!(allowed)
+            )
+        }
+        ValidationErrorKind::Pattern { pattern } => {
+            format!(
+                "ECMA 262 regex {} does not match input string {instance}",
+                json!(pattern)
+            )
+        }
+        ValidationErrorKind::Enum { options } => {
+            format!("instance value ({instance}) not found in enum (possible values: {options})")
+        }
+        ValidationErrorKind::MaxLength { limit } => format!(
+            "string {instance} is too long (length: {}, maximum allowed: {limit})",
+            length()
+        ),
+        ValidationErrorKind::MinLength { limit } => format!(
+            "string {instance} is too short (length: {}, required minimum: {limit})",
+            length()
+        ),
+        _ => error.to_string(),
+    }
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
 }
 
 #[cfg(test)]
@@ -150,12 +200,27 @@ mod tests {
     const ARN: &str =
         "arn:aws:acm:us-east-1:123456789012:certificate/0d3f5a1c-7e1b-4c55-9a0e-2b9f6d4e8c11";
 
+    /// The model as the local cloud deploys it by default: the template's default allowlist,
+    /// partition aws.
+    fn model() -> jsonschema::Validator {
+        let template = certship_stack::Template::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".."),
+        )
+        .unwrap();
+        let model = template
+            .request_model(&certship_stack::StackValues::new("aws", "us-east-1"))
+            .unwrap();
+        jsonschema::draft4::new(&model).unwrap()
+    }
+
+    fn check(body: Value) -> Result<Value, String> {
+        validated(&model(), body.to_string().as_bytes())
+    }
+
     #[test]
     fn the_model_takes_the_contract_and_adds_the_trigger() {
-        let input = model(
-            json!({"CertificateArn": ARN, "CertName": "web", "TargetTagKey": "env", "TargetTagValue": "web team"})
-                .to_string()
-                .as_bytes(),
+        let input = check(
+            json!({"CertificateArn": ARN, "CertName": "web", "TargetTagKey": "env", "TargetTagValue": "web team"}),
         )
         .unwrap();
         assert_eq!(input["Trigger"], "api");
@@ -171,15 +236,21 @@ mod tests {
         missing.as_object_mut().unwrap().remove("CertName");
         let mut bad_name = base.clone();
         bad_name["CertName"] = json!("../x");
+        let mut not_allowed = base.clone();
+        not_allowed["ReloadService"] = json!("sshd");
         for (body, expected) in [
             (with_trigger, "Trigger"),
             (missing, "CertName"),
             (bad_name, "CertName"),
-            (json!([1]), "JSON object"),
+            // AWS's wording for a body of the wrong type
+            (json!([1]), r#"allowed: ["object"]"#),
+            (not_allowed, r#"instance value ("sshd") not found in enum"#),
         ] {
-            let error = model(body.to_string().as_bytes()).unwrap_err();
+            let error = check(body).unwrap_err();
             assert!(error.contains(expected), "{error}");
+            assert!(error.starts_with('[') && error.ends_with(']'), "{error}");
         }
+        assert!(validated(&model(), b"{").is_err());
     }
 
     #[test]

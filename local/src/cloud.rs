@@ -276,6 +276,17 @@ impl LocalCloud {
             options.region.clone(),
             ReloadAllowlist::parse(&options.allowed_reload_services)?,
         );
+        // The API's model as CloudFormation would deploy it with this allowlist, in this
+        // region's partition.
+        let mut units = rules.reload_allowlist().units().to_vec();
+        units.sort();
+        units.dedup();
+        let request_model = certship_stack::Template::load(&project)?
+            .request_model(
+                &certship_stack::StackValues::new(rules.partition(), options.region.clone())
+                    .parameter("AllowedReloadServices", units.join(",")),
+            )
+            .context("the API's request model")?;
         let functions = Arc::new(Functions::new(
             &config,
             FunctionSettings {
@@ -296,10 +307,11 @@ impl LocalCloud {
                 owner: current_owner(),
             },
         ));
-        let api = super::api::LocalApi {
-            sfn: aws_sdk_sfn::Client::new(&moto_config),
-            state_machine_arn: state_machine_arn.clone(),
-        };
+        let api = super::api::LocalApi::new(
+            aws_sdk_sfn::Client::new(&moto_config),
+            state_machine_arn.clone(),
+            &request_model,
+        )?;
         let gateway = Arc::new(Gateway::new(
             Arc::clone(&functions),
             Arc::clone(&run_command),

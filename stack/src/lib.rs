@@ -1,6 +1,11 @@
 //! The SAM template as the one source of what the stack creates. The local cloud and the tests
 //! build the mapping table and the renewal rule from `cloudformation/template.yaml` itself, so
-//! what runs on a laptop is what runs in the account.
+//! what runs on a laptop is what runs in the account; the local API validates bodies with the
+//! API's own request model.
+
+pub mod intrinsics;
+
+pub use intrinsics::StackValues;
 
 use anyhow::{Context, Result, bail};
 use aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder;
@@ -17,6 +22,10 @@ pub const TEMPLATE_PATH: &str = "cloudformation/template.yaml";
 pub const MAPPING_TABLE: &str = "MappingTable";
 /// The logical id of the function the ACM renewal rule invokes.
 pub const RENEWAL_TRIGGER_FUNCTION: &str = "RenewalTriggerFunction";
+/// The logical id of the deployment API.
+pub const API: &str = "CertshipApi";
+/// The API's resource whose POST starts a deployment.
+pub const API_RESOURCE: &str = "/export-cert";
 
 /// The parsed template. Short-form intrinsics (`!Ref`, `!GetAtt`, `!Sub`) stay as tagged values.
 #[derive(Debug, Clone)]
@@ -133,6 +142,68 @@ impl Template {
         }
         Ok(pattern.to_string())
     }
+}
+
+impl Template {
+    /// The JSON Schema (draft 4) API Gateway validates `POST /export-cert` bodies with, as
+    /// CloudFormation deploys it for `stack`: the schema the method's request body names in the
+    /// API's OpenAPI definition, with its intrinsic functions resolved (the reload allowlist from
+    /// `AllowedReloadServices`, the partition from `AWS::Partition`). Works on the SAM template
+    /// (`AWS::Serverless::Api`) and on its translation (`AWS::ApiGateway::RestApi`) alike.
+    pub fn request_model(&self, stack: &StackValues) -> Result<serde_json::Value> {
+        let template = intrinsics::long_form(&self.document)?;
+        let api = &template["Resources"][API];
+        let body = match api["Type"].as_str() {
+            Some("AWS::Serverless::Api") => &api["Properties"]["DefinitionBody"],
+            Some("AWS::ApiGateway::RestApi") => &api["Properties"]["Body"],
+            _ => bail!("the template has no API named {API}"),
+        };
+        let post = &body["paths"][API_RESOURCE]["post"];
+        let validator = post["x-amazon-apigateway-request-validator"]
+            .as_str()
+            .or_else(|| body["x-amazon-apigateway-request-validator"].as_str())
+            .with_context(|| format!("POST {API_RESOURCE} names no request validator"))?;
+        if body["x-amazon-apigateway-request-validators"][validator]["validateRequestBody"]
+            != serde_json::Value::Bool(true)
+        {
+            bail!("POST {API_RESOURCE}'s validator {validator} does not validate the body");
+        }
+        let reference = post["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+            .as_str()
+            .with_context(|| format!("POST {API_RESOURCE} has no application/json schema"))?;
+        let name = reference
+            .strip_prefix("#/components/schemas/")
+            .with_context(|| format!("{reference} is not a schema of the API's components"))?;
+        let model = &body["components"]["schemas"][name];
+        if !model.is_object() {
+            bail!("the API has no schema {name}");
+        }
+        check_parameters(&template, stack)?;
+        let mut model = intrinsics::Resolver::new(&template, stack)
+            .resolve(model)
+            .with_context(|| format!("the API's model {name}"))?;
+        model["$schema"] = "http://json-schema.org/draft-04/schema#".into();
+        Ok(model)
+    }
+}
+
+/// CloudFormation refuses a parameter value its `AllowedPattern` does not match (the whole
+/// value, Java regex syntax; the template's patterns mean the same in Rust's).
+fn check_parameters(template: &serde_json::Value, stack: &StackValues) -> Result<()> {
+    for (name, value) in &stack.parameters {
+        let parameter = &template["Parameters"][name];
+        if parameter.is_null() {
+            bail!("{name} is not a parameter of the template");
+        }
+        if let Some(pattern) = parameter["AllowedPattern"].as_str() {
+            let pattern = regex::Regex::new(&format!("^(?:{pattern})$"))
+                .with_context(|| format!("{name}'s AllowedPattern"))?;
+            if !pattern.is_match(value) {
+                bail!("parameter {name} {value:?} does not match its AllowedPattern");
+            }
+        }
+    }
+    Ok(())
 }
 
 fn text<'a>(value: &'a Value, field: &str) -> Result<&'a str> {

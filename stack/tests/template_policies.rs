@@ -21,12 +21,15 @@
 //! another crate on a function's behalf are invisible, which is why the shared crate must
 //! call none.
 
+mod support;
+
 use regex::Regex;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+use support::{root, translated};
 
 /// The SDK crates a function may use, with the IAM service prefix of their operations.
 /// A function depending on another `aws-sdk-*` crate fails the test until it is named here.
@@ -75,29 +78,6 @@ const NO_RESOURCE_TYPES: &str =
     "the Service Authorization Reference lists no resource type for it: only \"*\" applies";
 const STATES_LOGGING: &str =
     "Step Functions' logging to CloudWatch Logs: AWS documents these actions on \"*\" only";
-
-fn root() -> PathBuf {
-    certship_testkit::moto::project_root()
-}
-
-/// The translated template, once per test binary. `venv_python` runs `make venv` first, so a
-/// missing virtualenv or samtranslator is a failure, not a skip.
-fn translated() -> &'static Value {
-    static TRANSLATED: OnceLock<Value> = OnceLock::new();
-    TRANSLATED.get_or_init(|| {
-        let python = certship_testkit::moto::venv_python().expect("the project's .venv");
-        let out = Command::new(&python)
-            .arg(root().join("scripts/translate_template.py"))
-            .output()
-            .unwrap_or_else(|e| panic!("running {}: {e}", python.display()));
-        assert!(
-            out.status.success(),
-            "scripts/translate_template.py failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("the translation is JSON")
-    })
-}
 
 fn resources() -> &'static Map<String, Value> {
     translated()["Resources"]
