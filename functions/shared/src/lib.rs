@@ -7,6 +7,7 @@ pub mod lambda;
 pub mod mapping;
 pub mod naming;
 pub mod pem;
+pub mod rate;
 pub mod time;
 pub mod types;
 pub mod validate;
