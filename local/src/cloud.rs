@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use certship_moto::{MotoOptions, MotoServer};
 use certship_shared::config::{ReloadAllowlist, RequestRules};
+use certship_stack::document::CommandDocument;
 use dispatch_install::CommandSettings;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -166,13 +167,11 @@ async fn start_moto(
 /// The install document only writes below directories its `allowedPattern` accepts; a state
 /// directory whose path it refuses (spaces, `+`, too deep) would fail every host, so say so now.
 fn check_host_paths(project: &Path, hosts_dir: &Path) -> Result<()> {
-    let path = project.join(provision::DOCUMENT_PATH);
-    let document: serde_norway::Value = serde_norway::from_str(
-        &std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
-    )
-    .with_context(|| format!("parsing {}", path.display()))?;
-    let pattern = document["parameters"]["PrivateKeyDirectory"]["allowedPattern"]
-        .as_str()
+    let document = CommandDocument::install(project)?;
+    let pattern = document
+        .parameters
+        .get("PrivateKeyDirectory")
+        .and_then(|p| p.allowed_pattern.as_deref())
         .context("the install document has no PrivateKeyDirectory pattern")?;
     let example = hosts_dir.join("i-0123456789abcdef0/etc/ssl/private");
     if !regex::Regex::new(pattern)?.is_match(&example.display().to_string()) {

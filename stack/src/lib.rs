@@ -2,6 +2,8 @@
 //! build the mapping table and the renewal rule from `cloudformation/template.yaml` itself, so
 //! what runs on a laptop is what runs in the account.
 
+pub mod document;
+
 use anyhow::{Context, Result, bail};
 use aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder;
 use aws_sdk_dynamodb::types::{
