@@ -67,10 +67,9 @@ unused-deps:
 	cargo machete
 
 # The install document's own script, extracted exactly as the SSM agent runs it.
-shellcheck: venv
+shellcheck:
 	@mkdir -p target
-	@$(PYTHON) -c 'import yaml; d = yaml.safe_load(open("ssm-documents/install-certificate-linux.yaml")); \
-	  print("\n".join(d["mainSteps"][0]["inputs"]["runCommand"]))' > target/install-certificate-linux.sh
+	@cargo run --quiet --package certship-stack --bin document-script > target/install-certificate-linux.sh
 	shellcheck --shell=bash target/install-certificate-linux.sh scripts/*.sh local/assets/systemctl diagrams/render.sh .ci/run
 
 # The Step Functions definition, checked against the Amazon States Language.

@@ -8,13 +8,13 @@ use super::provision::{self, Provisioned};
 use super::run_command::{HostEnvironment, RunCommand};
 use anyhow::{Context, Result, bail};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use certship_moto::{MotoOptions, MotoServer};
 use certship_shared::rules::{ReloadAllowlist, RequestRules};
+use certship_stack::document::CommandDocument;
 use dispatch_install::CommandSettings;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -29,8 +29,8 @@ pub struct LocalOptions {
     pub project_dir: PathBuf,
     /// Where hosts and run-time files live (`.certship/local` by default).
     pub state_dir: PathBuf,
-    /// The gateway's port (`MOTO_PORT`); a free one when `None`.
-    pub port: Option<u16>,
+    /// The gateway's port (moto calls it back as `MOTO_PORT`); a free one when `None`.
+    pub gateway_port: Option<u16>,
     pub region: String,
     pub allowed_reload_services: String,
     /// The install command's settings, as the template's parameters give them in AWS.
@@ -43,7 +43,7 @@ impl LocalOptions {
         Self {
             state_dir: project_dir.join(".certship/local"),
             project_dir,
-            port: None,
+            gateway_port: None,
             region: "us-east-1".into(),
             allowed_reload_services: "nginx,apache2,httpd,haproxy".into(),
             command: CommandSettings::from_lookup(|_| None)
@@ -93,7 +93,9 @@ impl LocalOptions {
 /// A running local cloud. Dropping it stops everything it started.
 pub struct LocalCloud {
     pub endpoint: String,
-    pub port: u16,
+    /// The gateway's port: the local cloud's one endpoint, and what moto calls back as `MOTO_PORT`.
+    pub gateway_port: u16,
+    /// moto server's own port, behind the gateway.
     pub moto_port: u16,
     pub region: String,
     pub state_machine_arn: String,
@@ -104,7 +106,7 @@ pub struct LocalCloud {
     run_command: Arc<RunCommand>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-    moto: tokio::process::Child,
+    moto: MotoServer,
 }
 
 /// SDK configuration for an endpoint of the local cloud, with its dummy credentials.
@@ -145,76 +147,34 @@ fn current_owner() -> Option<(String, String)> {
     Some((id("-un")?, id("-gn")?))
 }
 
+/// Starts moto server on `moto_port` from the project's virtualenv, logging to the state
+/// directory, with Step Functions executing state machines.
 async fn start_moto(
     project: &Path,
     state_dir: &Path,
     moto_port: u16,
     gateway_port: u16,
-) -> Result<tokio::process::Child> {
-    let log_path = state_dir.join("moto.log");
-    let log = std::fs::File::create(&log_path)
-        .with_context(|| format!("creating {}", log_path.display()))?;
-    let python = project.join(".venv/bin/python");
-    if !python.exists() {
-        bail!(
-            "{} is missing: run `make venv` first (it installs moto from requirements.txt)",
-            python.display()
-        );
-    }
-    let mut child = tokio::process::Command::new(&python)
-        .arg(project.join("scripts/moto_server.py"))
-        .arg(moto_port.to_string())
-        // moto's Step Functions calls Lambda and the rest at localhost:$MOTO_PORT: the gateway.
-        .env("MOTO_PORT", gateway_port.to_string())
-        .env("MOTO_ACM_VALIDATION_WAIT", "0")
-        .env("CERTSHIP_SFN_EXECUTE", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting {}", python.display()))?;
-    let stdout = child.stdout.take().context("moto's stdout")?;
-    let mut line = String::new();
-    let read = tokio::time::timeout(
-        Duration::from_secs(60),
-        BufReader::new(stdout).read_line(&mut line),
-    )
-    .await;
-    if !matches!(read, Ok(Ok(_))) || line.trim() != "ready" {
-        let _ = child.kill().await;
-        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(15).collect();
-        bail!(
-            "moto server did not start on port {moto_port}; the end of {}:\n{}",
-            log_path.display(),
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        );
-    }
-    Ok(child)
-}
-
-/// Switches on moto's Step Functions execution (idempotent with moto_server.py doing it too).
-async fn enable_execution(moto_port: u16) -> Result<()> {
-    super::http::post_json(
-        &format!("http://127.0.0.1:{moto_port}/moto-api/config"),
-        &serde_json::json!({"stepfunctions": {"execute_state_machine": true}}),
-    )
-    .await
-    .context("switching on Step Functions execution in moto")?;
-    Ok(())
+) -> Result<MotoServer> {
+    let mut options = MotoOptions::new(project.join(".venv/bin/python"), project, moto_port);
+    // moto's Step Functions calls Lambda and every other service at `localhost:$MOTO_PORT`
+    // (moto's own variable); the gateway must take those calls, so MOTO_PORT is the gateway's
+    // port, not moto's.
+    options.callback_port = gateway_port;
+    options.execute_state_machines = true;
+    options.log = Some(state_dir.join("moto.log"));
+    tokio::task::spawn_blocking(move || MotoServer::start(&options))
+        .await
+        .context("the thread starting moto server panicked")?
 }
 
 /// The install document only writes below directories its `allowedPattern` accepts; a state
 /// directory whose path it refuses (spaces, `+`, too deep) would fail every host, so say so now.
 fn check_host_paths(project: &Path, hosts_dir: &Path) -> Result<()> {
-    let path = project.join(provision::DOCUMENT_PATH);
-    let document: serde_norway::Value = serde_norway::from_str(
-        &std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
-    )
-    .with_context(|| format!("parsing {}", path.display()))?;
-    let pattern = document["parameters"]["PrivateKeyDirectory"]["allowedPattern"]
-        .as_str()
+    let document = CommandDocument::install(project)?;
+    let pattern = document
+        .parameters
+        .get("PrivateKeyDirectory")
+        .and_then(|p| p.allowed_pattern.as_deref())
         .context("the install document has no PrivateKeyDirectory pattern")?;
     let example = hosts_dir.join("i-0123456789abcdef0/etc/ssl/private");
     if !regex::Regex::new(pattern)?.is_match(&example.display().to_string()) {
@@ -231,17 +191,17 @@ impl LocalCloud {
     /// Starts moto and the gateway, provisions everything, and returns once it all answers.
     pub async fn start(options: LocalOptions) -> Result<Self> {
         let project = options.project_dir.clone();
-        let port = match options.port {
+        let gateway_port = match options.gateway_port {
             Some(p) => p,
             None => free_port()?,
         };
-        let listener = TcpListener::bind(("127.0.0.1", port))
+        let listener = TcpListener::bind(("127.0.0.1", gateway_port))
             .await
             .with_context(|| {
-                format!("listening on 127.0.0.1:{port} (choose another port with --port)")
+                format!("listening on 127.0.0.1:{gateway_port} (choose another port with --port)")
             })?;
         let moto_port = free_port()?;
-        let endpoint = format!("http://127.0.0.1:{port}");
+        let endpoint = format!("http://127.0.0.1:{gateway_port}");
 
         // A fresh cloud: hosts of an earlier run belonged to instances that no longer exist.
         let hosts = Hosts::new(options.state_dir.join("hosts"));
@@ -260,8 +220,8 @@ impl LocalCloud {
         }
 
         check_host_paths(&project, hosts.dir())?;
-        let moto = start_moto(&project, &options.state_dir, moto_port, port).await?;
-        enable_execution(moto_port).await?;
+        let moto = start_moto(&project, &options.state_dir, moto_port, gateway_port).await?;
+        moto.extension().enable_step_functions_execution().await?;
         let moto_config =
             sdk_config(&format!("http://127.0.0.1:{moto_port}"), &options.region).await;
         let config = sdk_config(&endpoint, &options.region).await;
@@ -337,7 +297,7 @@ impl LocalCloud {
 
         Ok(Self {
             endpoint,
-            port,
+            gateway_port,
             moto_port,
             region: options.region,
             state_machine_arn,
@@ -373,7 +333,7 @@ impl LocalCloud {
         for task in self.tasks.drain(..) {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
-        let _ = self.moto.kill().await;
+        self.moto.stop();
     }
 }
 
@@ -381,6 +341,6 @@ impl Drop for LocalCloud {
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);
         self.run_command.shutdown();
-        let _ = self.moto.start_kill();
+        self.moto.stop();
     }
 }

@@ -2,9 +2,9 @@
 //! contract of Lambda's Invoke API, so the state machine's Retry and Catch behave as in AWS.
 
 use aws_config::SdkConfig;
-use certship_shared::CertshipError;
 use certship_shared::lambda::decode;
 use certship_shared::rules::RequestRules;
+use lambda_runtime::Diagnostic;
 use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -67,26 +67,16 @@ impl Function {
     }
 }
 
-/// A function error as Lambda reports it: `X-Amz-Function-Error` plus this body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FunctionError {
-    pub error_type: String,
-    pub error_message: String,
-}
+/// A function error as Lambda reports it: `X-Amz-Function-Error` plus this body, which is the
+/// runtime's own [`Diagnostic`] (`errorType`, `errorMessage`), converted from certship's errors
+/// by `certship_shared`'s `From<CertshipError>`.
+pub type FunctionError = Diagnostic;
 
-impl FunctionError {
-    pub fn body(&self) -> Value {
-        json!({ "errorType": self.error_type, "errorMessage": self.error_message })
-    }
-}
-
-impl From<CertshipError> for FunctionError {
-    fn from(err: CertshipError) -> Self {
-        Self {
-            error_type: err.name().to_string(),
-            error_message: err.to_string(),
-        }
-    }
+/// The body of Lambda's answer to an invocation that failed.
+pub fn error_body(error: &FunctionError) -> Value {
+    serde_json::to_value(error).unwrap_or_else(
+        |_| json!({ "errorType": error.error_type, "errorMessage": error.error_message }),
+    )
 }
 
 /// The settings the functions take from their environment in AWS.
@@ -209,6 +199,7 @@ impl Functions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use certship_shared::CertshipError;
 
     #[test]
     fn function_names_resolve_from_every_form_invoke_accepts() {
@@ -240,9 +231,9 @@ mod tests {
     #[test]
     fn errors_carry_the_stable_name_the_state_machine_matches() {
         let err = FunctionError::from(CertshipError::NoTargets("no host has env=qa".into()));
-        assert_eq!(err.body()["errorType"], "NoTargets");
+        assert_eq!(error_body(&err)["errorType"], "NoTargets");
         assert!(
-            err.body()["errorMessage"]
+            error_body(&err)["errorMessage"]
                 .as_str()
                 .unwrap()
                 .contains("env=qa")

@@ -1,4 +1,4 @@
-//! The local cloud's front door on `MOTO_PORT`: Lambda Invoke for certship's functions and SSM
+//! The local cloud's front door on the gateway port (moto's `MOTO_PORT`): Lambda Invoke for certship's functions and SSM
 //! Run Command are served here; every other request is forwarded to moto unchanged.
 
 use super::api::{API_PATH, LocalApi};
@@ -132,7 +132,11 @@ impl Gateway {
         let mut response = match self.functions.invoke(function, payload).await {
             Ok(value) => json_response(StatusCode::OK, &value, "application/json"),
             Err(error) => {
-                let mut response = json_response(StatusCode::OK, &error.body(), "application/json");
+                let mut response = json_response(
+                    StatusCode::OK,
+                    &super::functions::error_body(&error),
+                    "application/json",
+                );
                 response.headers_mut().insert(
                     "x-amz-function-error",
                     hyper::header::HeaderValue::from_static("Unhandled"),

@@ -7,7 +7,6 @@ pub mod cloud;
 pub mod functions;
 pub mod gateway;
 pub mod hosts;
-pub mod http;
 pub mod provision;
 pub mod renewal;
 pub mod run_command;
@@ -15,6 +14,8 @@ pub mod running;
 pub mod supervise;
 
 pub use api::API_PATH;
+/// The JSON-over-HTTP client of the local cloud's own endpoints (and moto's).
+pub use certship_moto::http;
 pub use cloud::{CommandOverrides, LocalCloud, LocalOptions, sdk_config};
 /// The install command's settings ([`LocalOptions::command`]), as dispatch-install reads them.
 pub use dispatch_install::CommandSettings;

@@ -16,7 +16,7 @@ pub const RENEWAL_RULE_NAME: &str = "certship-acm-renewal";
 pub const RENEWAL_QUEUE_NAME: &str = "certship-local-renewal-events";
 
 pub const ASL_PATH: &str = "statemachine/certificate-deployment.asl.json";
-pub const DOCUMENT_PATH: &str = "ssm-documents/install-certificate-linux.yaml";
+pub use certship_stack::document::INSTALL_DOCUMENT_PATH as DOCUMENT_PATH;
 
 /// What provisioning created.
 #[derive(Debug, Clone)]

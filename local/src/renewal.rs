@@ -5,20 +5,14 @@
 use super::functions::{Function, Functions};
 use anyhow::{Context, Result, bail};
 use aws_config::SdkConfig;
-use serde::Deserialize;
-use serde_json::json;
+use certship_moto::Extension;
+use renewal_trigger::CertificateAvailable;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
 /// What the emulator's renewal returned.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Renewed {
-    pub certificate_arn: String,
-    pub serial: String,
-    pub not_after: String,
-}
+pub use certship_moto::Renewed;
 
 /// Renews `certificate_arn` in the local cloud at `endpoint` and publishes ACM's event for it.
 pub async fn renew(endpoint: &str, config: &SdkConfig, certificate_arn: &str) -> Result<Renewed> {
@@ -31,27 +25,37 @@ pub async fn renew(endpoint: &str, config: &SdkConfig, certificate_arn: &str) ->
         .with_context(|| format!("{certificate_arn} is not a certificate in the local cloud"))?
         .certificate
         .context("DescribeCertificate returned nothing")?;
-    let renewed: Renewed = serde_json::from_value(
-        super::http::post_json(
-            &format!("{endpoint}/_certship/acm/renew"),
-            &json!({ "CertificateArn": certificate_arn }),
-        )
+    let renewed = Extension::new(endpoint)
+        .renew_certificate(certificate_arn)
         .await
-        .context("renewing in the emulator")?,
-    )
-    .context("the emulator's renewal answer")?;
+        .context("renewing in the emulator")?;
 
     let region = certship_shared::arn::CertificateArn::parse(certificate_arn)?.region;
-    let detail = json!({
-        "Action": "RENEWAL",
-        "CertificateType": before.r#type().map_or("AMAZON_ISSUED", |t| t.as_str()),
-        "CommonName": before.domain_name().unwrap_or_default(),
-        "DomainValidationMethod": "DNS",
-        "CertificateCreatedDate": before.created_at().map(certship_shared::time::format_date_time),
-        "CertificateExpirationDate": renewed.not_after,
-        "InUse": true,
-        "Exported": true,
-    });
+    // The detail is renewal-trigger's own type, so what is published here is what it reads.
+    // ACM's renewal event carries DaysToExpiry too (events/acm-certificate-available-renewal.json;
+    // "Amazon EventBridge support for ACM" in the ACM User Guide).
+    let days_to_expiry = certship_shared::time::parse_rfc3339(&renewed.not_after)
+        .and_then(|t| t.duration_since(std::time::SystemTime::now()).ok())
+        .map(|left| i64::try_from(left.as_secs() / 86_400).unwrap_or(i64::MAX));
+    let detail = CertificateAvailable {
+        action: Some(renewal_trigger::RENEWAL.into()),
+        certificate_type: Some(
+            before
+                .r#type()
+                .map_or("AMAZON_ISSUED", |t| t.as_str())
+                .into(),
+        ),
+        common_name: Some(before.domain_name().unwrap_or_default().into()),
+        domain_validation_method: Some("DNS".into()),
+        certificate_created_date: before
+            .created_at()
+            .map(certship_shared::time::format_date_time),
+        certificate_expiration_date: Some(renewed.not_after.clone()),
+        days_to_expiry,
+        in_use: Some(true),
+        exported: Some(true),
+    };
+    let detail = serde_json::to_string(&detail).context("the renewal event's detail")?;
     let events = aws_sdk_eventbridge::Client::from_conf(
         aws_sdk_eventbridge::config::Builder::from(config)
             .region(aws_config::Region::new(region))
@@ -61,10 +65,10 @@ pub async fn renew(endpoint: &str, config: &SdkConfig, certificate_arn: &str) ->
         .put_events()
         .entries(
             aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
-                .source("aws.acm")
-                .detail_type("ACM Certificate Available")
+                .source(renewal_trigger::SOURCE)
+                .detail_type(renewal_trigger::DETAIL_TYPE)
                 .resources(certificate_arn)
-                .detail(detail.to_string())
+                .detail(detail)
                 .build(),
         )
         .send()

@@ -5,6 +5,8 @@
 //! as its filesystem root, and reports real statuses, output, failures and timeouts.
 
 use super::hosts::{Hosts, Simulation};
+use certship_shared::rate::Rate;
+use certship_stack::document::CommandDocument;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -131,36 +133,6 @@ struct SendCommandInput {
     comment: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct DocumentParameter {
-    default: Option<serde_norway::Value>,
-    allowed_pattern: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct StepInputs {
-    #[serde(default)]
-    run_command: Vec<String>,
-    timeout_seconds: Option<serde_norway::Value>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Step {
-    action: String,
-    name: String,
-    inputs: StepInputs,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Document {
-    #[serde(default)]
-    parameters: BTreeMap<String, DocumentParameter>,
-    main_steps: Vec<Step>,
-}
-
 /// The script to run and how, once the parameters are checked against the document.
 #[derive(Debug, Clone)]
 struct Plan {
@@ -247,18 +219,22 @@ impl RunCommand {
         let instance_ids = self.resolve_targets(&input).await?;
         let max_concurrency = input.max_concurrency.clone().unwrap_or_else(|| "50".into());
         let max_errors = input.max_errors.clone().unwrap_or_else(|| "0".into());
-        let concurrency = rate(&max_concurrency, instance_ids.len(), false).ok_or_else(|| {
+        let concurrency = Rate::max_concurrency(&max_concurrency).ok_or_else(|| {
             SsmError::new(
                 "ValidationException",
                 format!("MaxConcurrency {max_concurrency:?} is invalid"),
             )
         })?;
-        let error_limit = rate(&max_errors, instance_ids.len(), true).ok_or_else(|| {
+        let error_limit = Rate::max_errors(&max_errors).ok_or_else(|| {
             SsmError::new(
                 "ValidationException",
                 format!("MaxErrors {max_errors:?} is invalid"),
             )
         })?;
+        let (concurrency, error_limit) = (
+            concurrency.hosts(instance_ids.len()),
+            error_limit.hosts(instance_ids.len()),
+        );
         let now = SystemTime::now();
         let command = Command {
             id: new_command_id(),
@@ -333,17 +309,14 @@ impl RunCommand {
             })?
             .content
             .unwrap_or_default();
-        let document: Document = serde_norway::from_str(&content)
+        let document = CommandDocument::parse(&content)
             .map_err(|e| SsmError::new("InvalidDocument", format!("unreadable document: {e}")))?;
-        let step = match document.main_steps.as_slice() {
-            [step] if step.action == "aws:runShellScript" => step,
-            _ => {
-                return Err(SsmError::new(
-                    "InvalidDocument",
-                    "the local cloud runs documents of one aws:runShellScript step",
-                ));
-            }
-        };
+        let step = document.shell_step().ok_or_else(|| {
+            SsmError::new(
+                "InvalidDocument",
+                "the local cloud runs documents of one aws:runShellScript step",
+            )
+        })?;
         for name in input.parameters.keys() {
             if !document.parameters.contains_key(name) {
                 return Err(SsmError::new(
@@ -363,10 +336,8 @@ impl RunCommand {
                     ));
                 }
                 None => match &spec.default {
-                    Some(serde_norway::Value::String(s)) => s.clone(),
-                    Some(serde_norway::Value::Number(n)) => n.to_string(),
-                    Some(serde_norway::Value::Bool(b)) => b.to_string(),
-                    _ => {
+                    Some(default) => default.clone(),
+                    None => {
                         return Err(SsmError::new(
                             "InvalidParameters",
                             format!("Parameter {name} is required"),
@@ -387,14 +358,9 @@ impl RunCommand {
             }
             parameters.insert(name.clone(), value);
         }
-        let execution_timeout = match &step.inputs.timeout_seconds {
-            Some(serde_norway::Value::String(s)) => s.parse().ok(),
-            Some(serde_norway::Value::Number(n)) => n.as_u64(),
-            _ => None,
-        }
-        .unwrap_or(DEFAULT_EXECUTION_TIMEOUT);
+        let execution_timeout = step.timeout_seconds().unwrap_or(DEFAULT_EXECUTION_TIMEOUT);
         Ok(Plan {
-            script: step.inputs.run_command.join("\n"),
+            script: step.script(),
             plugin_name: step.name.clone(),
             execution_timeout: Duration::from_secs(execution_timeout),
             parameters,
@@ -941,23 +907,6 @@ fn iso(t: SystemTime) -> String {
     certship_shared::time::rfc3339(t)
 }
 
-/// `MaxConcurrency` and `MaxErrors` as a number of hosts (`"50%"` of 3 is 2).
-fn rate(value: &str, total: usize, zero_allowed: bool) -> Option<usize> {
-    let (digits, percent) = match value.strip_suffix('%') {
-        Some(d) => (d, true),
-        None => (value, false),
-    };
-    let n: usize = digits.parse().ok()?;
-    if (n == 0 && !zero_allowed) || (percent && n > 100) {
-        return None;
-    }
-    Some(if percent {
-        (total * n).div_ceil(100)
-    } else {
-        n
-    })
-}
-
 fn new_command_id() -> String {
     use rand::TryRng;
     let mut bytes = [0u8; 16];
@@ -1016,18 +965,6 @@ async fn terminate_group(group: i32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rates_are_host_counts() {
-        assert_eq!(rate("50%", 3, false), Some(2));
-        assert_eq!(rate("50%", 0, false), Some(0));
-        assert_eq!(rate("100%", 2, false), Some(2));
-        assert_eq!(rate("1", 5, false), Some(1));
-        assert_eq!(rate("0", 5, true), Some(0));
-        assert_eq!(rate("0", 5, false), None);
-        assert_eq!(rate("101%", 5, false), None);
-        assert_eq!(rate("x", 5, true), None);
-    }
 
     #[test]
     fn output_keeps_ssm_separator_and_limit() {

@@ -7,6 +7,8 @@ pub mod intrinsics;
 
 pub use intrinsics::StackValues;
 
+pub mod document;
+
 use anyhow::{Context, Result, bail};
 use aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder;
 use aws_sdk_dynamodb::types::{

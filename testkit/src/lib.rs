@@ -1,8 +1,7 @@
-//! Test support shared by every crate's tests: log capture, secret scans, the install document,
-//! and moto server started from the project's own virtualenv (installed on first use), so
+//! Test support shared by every crate's tests: log capture, secret scans, seeding, and moto
+//! server started from the project's own virtualenv (installed on first use), so
 //! integration tests need nothing set up by hand.
 
-pub mod document;
 pub mod logs;
 pub mod moto;
 pub mod seed;

@@ -1,14 +1,16 @@
-//! moto server for integration tests, from the project's own virtualenv. The first test that
+//! moto server for integration tests, from the project's own virtualenv, started by
+//! `certship-moto`'s launcher. The first test that
 //! needs it runs `make venv` (idempotent) so a fresh checkout needs nothing by hand; a missing
 //! tool is a test failure, never a skip.
 
 use anyhow::{Context, Result, bail};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Mutex;
+
+pub use certship_moto::{Extension, MotoOptions, MotoServer, Renewed};
 
 /// The repository root.
 pub fn project_root() -> PathBuf {
@@ -49,7 +51,7 @@ pub fn free_port() -> Result<u16> {
 pub struct Moto {
     pub port: u16,
     pub endpoint: String,
-    child: Child,
+    server: MotoServer,
 }
 
 impl Moto {
@@ -59,38 +61,19 @@ impl Moto {
         let python = venv_python()?;
         let mut last_error = None;
         for _ in 0..3 {
-            match Self::start_on(&python, free_port()?) {
-                Ok(moto) => return Ok(moto),
+            let options = MotoOptions::new(&python, project_root(), free_port()?);
+            match MotoServer::start(&options) {
+                Ok(server) => {
+                    return Ok(Self {
+                        port: server.port,
+                        endpoint: server.endpoint(),
+                        server,
+                    });
+                }
                 Err(e) => last_error = Some(e),
             }
         }
         Err(last_error.unwrap_or_else(|| anyhow::anyhow!("moto server did not start")))
-    }
-
-    fn start_on(python: &Path, port: u16) -> Result<Self> {
-        let mut child = Command::new(python)
-            .arg(project_root().join("scripts/moto_server.py"))
-            .arg(port.to_string())
-            .env("MOTO_PORT", port.to_string())
-            .env("MOTO_ACM_VALIDATION_WAIT", "0")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {}", python.display()))?;
-        let stdout = child.stdout.take().context("moto's stdout")?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        if line.trim() != "ready" {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("moto server did not start on port {port} (printed {line:?})");
-        }
-        Ok(Self {
-            port,
-            endpoint: format!("http://127.0.0.1:{port}"),
-            child,
-        })
     }
 
     /// An SDK configuration pointing every service at this server, in `region`.
@@ -114,75 +97,9 @@ impl Moto {
             ("AWS_DEFAULT_REGION", "us-east-1".into()),
         ]
     }
-}
 
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// Renews a certificate in place through certship's extension ([`Extension::renew_certificate`]).
+    pub async fn renew_certificate(&self, arn: &str) -> Result<Renewed> {
+        self.server.extension().renew_certificate(arn).await
     }
-}
-
-/// The local cloud's own routes on this server (`scripts/certship_moto.py`), for what moto has no
-/// AWS API for.
-impl Moto {
-    /// Renews a certificate in place, as ACM's managed renewal does: the same ARN, domain names,
-    /// tags and options, a new key and a new certificate (new serial, new validity) from the
-    /// emulator's CA; DescribeCertificate then shows a `RenewalSummary` of `SUCCESS`. Answers
-    /// `{"CertificateArn", "Serial" ("0a:1b:..." as ACM writes it), "NotAfter" (RFC 3339)}`.
-    /// An unknown ARN is an error naming HTTP 404; a certificate that is not `ISSUED` (or was
-    /// imported) one naming HTTP 400.
-    pub async fn renew_certificate(&self, arn: &str) -> Result<serde_json::Value> {
-        let body = serde_json::json!({ "CertificateArn": arn }).to_string();
-        let (status, answer) = post_json(self.port, "/_certship/acm/renew", body).await?;
-        if status != 200 {
-            bail!("renewing {arn}: HTTP {status}: {answer}");
-        }
-        serde_json::from_str(&answer)
-            .with_context(|| format!("renewing {arn}: the answer is not JSON: {answer}"))
-    }
-}
-
-/// POSTs the JSON `body` to `path` on 127.0.0.1:`port` (HTTP/1.1, `Connection: close`) and
-/// returns the status and the body of the answer.
-async fn post_json(port: u16, path: &str, body: String) -> Result<(u16, String)> {
-    let path = path.to_string();
-    tokio::task::spawn_blocking(move || post_json_blocking(port, &path, &body))
-        .await
-        .context("the HTTP client thread panicked")?
-}
-
-fn post_json_blocking(port: u16, path: &str, body: &str) -> Result<(u16, String)> {
-    use std::io::{Read, Write};
-    let timeout = Some(std::time::Duration::from_secs(30));
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))
-        .with_context(|| format!("connecting to moto on port {port}"))?;
-    stream.set_read_timeout(timeout)?;
-    stream.set_write_timeout(timeout)?;
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut answer = Vec::new();
-    stream
-        .read_to_end(&mut answer)
-        .with_context(|| format!("reading the answer to POST {path}"))?;
-    let answer = String::from_utf8(answer).context("the answer is not UTF-8")?;
-    let (head, body) = answer
-        .split_once("\r\n\r\n")
-        .with_context(|| format!("POST {path}: no end of headers in {answer:?}"))?;
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        bail!("POST {path}: a chunked answer, which this client does not read");
-    }
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .with_context(|| format!("POST {path}: no status in {head:?}"))?;
-    Ok((status, body.to_string()))
 }

@@ -37,6 +37,7 @@ impl Settings {
         })
     }
 }
+use certship_shared::rate::Rate;
 
 /// SendCommand settings and the document parameters that come from the deployment, not the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,22 +65,6 @@ pub const DEFAULT_MAX_ERRORS: &str = "0";
 
 fn config_error(name: &str, value: &str, rule: &str) -> CertshipError {
     CertshipError::Configuration(format!("{name}={value:?} is invalid: {rule}"))
-}
-
-/// `^([1-9][0-9]*|[1-9][0-9]%|[1-9]%|100%)$` (SSM MaxConcurrency), or with `0` allowed (MaxErrors).
-fn is_rate(value: &str, zero_allowed: bool) -> bool {
-    let (digits, percent) = match value.strip_suffix('%') {
-        Some(d) => (d, true),
-        None => (value, false),
-    };
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.len() > 9 {
-        return false;
-    }
-    if digits.len() > 1 && digits.starts_with('0') {
-        return false;
-    }
-    let n: u32 = digits.parse().unwrap_or(u32::MAX);
-    (n > 0 || zero_allowed) && (!percent || n <= 100)
 }
 
 fn is_directory(value: &str) -> bool {
@@ -149,7 +134,7 @@ impl CommandSettings {
         )?;
         let max_concurrency =
             lookup(MAX_CONCURRENCY_VAR).unwrap_or_else(|| DEFAULT_MAX_CONCURRENCY.into());
-        if !is_rate(&max_concurrency, false) {
+        if Rate::max_concurrency(&max_concurrency).is_none() {
             return Err(config_error(
                 MAX_CONCURRENCY_VAR,
                 &max_concurrency,
@@ -157,7 +142,7 @@ impl CommandSettings {
             ));
         }
         let max_errors = lookup(MAX_ERRORS_VAR).unwrap_or_else(|| DEFAULT_MAX_ERRORS.into());
-        if !is_rate(&max_errors, true) {
+        if Rate::max_errors(&max_errors).is_none() {
             return Err(config_error(
                 MAX_ERRORS_VAR,
                 &max_errors,

@@ -14,6 +14,7 @@ pub mod lambda;
 pub mod mapping;
 pub mod naming;
 pub mod pem;
+pub mod rate;
 pub mod rules;
 pub mod serial;
 pub mod time;

@@ -35,7 +35,7 @@ impl UpArgs {
     fn options(&self, project: &Path, state: &Path) -> Result<LocalOptions> {
         let mut options = LocalOptions::new(project);
         options.state_dir = state.to_path_buf();
-        options.port = self.port;
+        options.gateway_port = self.port;
         options.override_command(&CommandOverrides {
             install_deadline_seconds: self.install_deadline,
             command_timeout_seconds: self.command_timeout,

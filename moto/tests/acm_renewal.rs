@@ -1,4 +1,4 @@
-//! The emulated ACM renewal (`POST /_certship/acm/renew`, `Moto::renew_certificate`) against a real
+//! The emulated ACM renewal (`POST /_certship/acm/renew`, `Extension::renew_certificate`) against a real
 //! moto server: the same ARN answers with a new key and a new certificate from the same CA, and
 //! ExportCertificate and DescribeCertificate show them as they would after ACM's managed renewal.
 
@@ -122,7 +122,7 @@ async fn a_renewed_certificate_keeps_its_arn_and_exports_a_new_key_and_serial_fr
     // then the answer names the same certificate, with a new serial
     let after = describe(&acm, &arn).await;
     let new = export(&acm, &arn).await;
-    assert_eq!(renewed["CertificateArn"], arn.as_str());
+    assert_eq!(renewed.certificate_arn, arn.as_str());
     let (old_serial, new_serial) = (before.serial().unwrap(), after.serial().unwrap());
     assert_ne!(old_serial, new_serial);
     assert_eq!(
@@ -167,7 +167,7 @@ async fn a_renewed_certificate_keeps_its_arn_and_exports_a_new_key_and_serial_fr
         "{new_not_after} < {old_not_after}"
     );
     assert_eq!(
-        renewed["NotAfter"],
+        renewed.not_after,
         new_not_after.fmt(Format::DateTime).unwrap().as_str()
     );
     let summary = after.renewal_summary().expect("a RenewalSummary");
@@ -272,7 +272,7 @@ async fn the_renewal_answers_the_serial_describe_certificate_shows_in_acm_notati
     let renewed = moto.renew_certificate(&arn).await.unwrap();
 
     // then the answer's serial is DescribeCertificate's, both as ACM writes them
-    let serial = renewed["Serial"].as_str().expect("a Serial string");
+    let serial = renewed.serial.as_str();
     assert!(is_acm_serial(serial), "{serial}");
     assert_eq!(describe(&acm, &arn).await.serial(), Some(serial));
     assert_ne!(before.serial(), Some(serial));

@@ -4,13 +4,26 @@
 
 use certship_shared::rules::{ReloadAllowlist, RequestRules};
 use certship_shared::{DeploymentRequest, ExportResult, HostReport, Trigger, WorkflowState};
-use certship_testkit::{document, moto::Moto, moto::venv_python, seed};
+use certship_stack::document::CommandDocument;
+use certship_testkit::{moto::Moto, moto::project_root, moto::venv_python, seed};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use tempfile::TempDir;
+
+/// The install document, through the one parser every reader uses.
+fn install_document() -> CommandDocument {
+    CommandDocument::install(&project_root()).unwrap()
+}
+
+/// Its script, as the agent writes it to disk.
+fn script_of(doc: &CommandDocument) -> String {
+    doc.shell_step()
+        .expect("one aws:runShellScript step")
+        .script()
+}
 
 /// A simulated host: its certificate and key directories, a private TMPDIR and a stand-in
 /// `systemctl` that records its calls and fails as often as told.
@@ -177,9 +190,9 @@ fn run_with(
     extra_env: &[(&str, &str)],
     strace_to: Option<&Path>,
 ) -> Run {
-    let doc = document::load().unwrap();
+    let doc = install_document();
     let script = host.path("_script.sh");
-    std::fs::write(&script, &doc.script).unwrap();
+    std::fs::write(&script, script_of(&doc)).unwrap();
     let venv_bin = venv_python().unwrap().parent().unwrap().to_path_buf();
     let mut command = match strace_to {
         Some(trace) => {
@@ -575,10 +588,8 @@ async fn corrupt_json_fails() {
 
 #[tokio::test]
 async fn a_chain_that_did_not_issue_the_certificate_fails() {
-    let unrelated_ca = std::fs::read_to_string(
-        certship_testkit::moto::project_root().join("events/fixtures/chain.pem"),
-    )
-    .unwrap();
+    let unrelated_ca =
+        std::fs::read_to_string(project_root().join("events/fixtures/chain.pem")).unwrap();
     failing_case(
         move |b| b["chain"] = unrelated_ca.into(),
         None,
@@ -789,9 +800,10 @@ async fn the_passphrase_never_reaches_a_process_argument() {
 
 #[test]
 fn every_parameter_is_validated_and_interpolated_as_an_environment_variable() {
-    let doc = document::load().unwrap();
+    let doc = install_document();
     assert_eq!(doc.schema_version, "2.2");
-    assert_eq!(doc.action, "aws:runShellScript");
+    assert_eq!(doc.main_steps.len(), 1);
+    assert_eq!(doc.main_steps[0].action, "aws:runShellScript");
     let names: Vec<&str> = doc.parameters.keys().map(String::as_str).collect();
     assert_eq!(
         names,
@@ -809,6 +821,10 @@ fn every_parameter_is_validated_and_interpolated_as_an_environment_variable() {
     );
     for (name, parameter) in &doc.parameters {
         assert_eq!(parameter.kind, "String", "{name}");
+        assert!(
+            parameter.allowed_pattern.is_some(),
+            "{name} has an allowedPattern"
+        );
         assert_eq!(
             parameter.interpolation_type.as_deref(),
             Some("ENV_VAR"),
@@ -816,11 +832,11 @@ fn every_parameter_is_validated_and_interpolated_as_an_environment_variable() {
         );
         assert!(parameter.description.is_some(), "{name}");
         assert!(
-            !doc.script.contains(&format!("{{{{{name}}}}}")),
+            !script_of(&doc).contains(&format!("{{{{{name}}}}}")),
             "{name} must not be text-interpolated"
         );
         if let Some(default) = &parameter.default {
-            let pattern = regex::Regex::new(&parameter.allowed_pattern).unwrap();
+            let pattern = regex::Regex::new(parameter.allowed_pattern.as_deref().unwrap()).unwrap();
             assert!(
                 pattern.is_match(default),
                 "{name}'s default {default:?} fits its own pattern"
@@ -831,8 +847,10 @@ fn every_parameter_is_validated_and_interpolated_as_an_environment_variable() {
 
 #[test]
 fn bad_parameter_values_cannot_get_through_the_allowed_patterns() {
-    let doc = document::load().unwrap();
-    let pattern = |name: &str| regex::Regex::new(&doc.parameters[name].allowed_pattern).unwrap();
+    let doc = install_document();
+    let pattern = |name: &str| {
+        regex::Regex::new(doc.parameters[name].allowed_pattern.as_deref().unwrap()).unwrap()
+    };
     let cases: &[(&str, &[&str], &[&str])] = &[
         (
             "CertName",
@@ -964,10 +982,10 @@ async fn the_script_refuses_bad_values_itself_before_fetching_anything() {
 
 #[test]
 fn the_extracted_script_is_shellcheck_clean() {
-    let doc = document::load().unwrap();
+    let doc = install_document();
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("install-certificate.sh");
-    std::fs::write(&script, &doc.script).unwrap();
+    std::fs::write(&script, script_of(&doc)).unwrap();
     let out = Command::new("shellcheck")
         .args(["--shell=bash", "--severity=style"])
         .arg(&script)
