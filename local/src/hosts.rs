@@ -90,16 +90,6 @@ fn is_instance_id(id: &str) -> bool {
         .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
-/// Parses `KEY=VALUE` as the CLI's `--tag` takes it.
-pub fn parse_tag(text: &str) -> Result<(String, String), String> {
-    let (key, value) = text
-        .split_once('=')
-        .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))?;
-    certship_shared::rules::validate_tag_key(key).map_err(|e| e.to_string())?;
-    certship_shared::rules::validate_tag_value(value).map_err(|e| e.to_string())?;
-    Ok((key.to_string(), value.to_string()))
-}
-
 /// Launches an instance with `tags` in the emulator and gives it a host directory.
 pub async fn add(
     ec2: &aws_sdk_ec2::Client,
@@ -164,14 +154,5 @@ mod tests {
                 })
                 .is_err()
         );
-    }
-
-    #[test]
-    fn tags_parse_with_the_aws_rules() {
-        assert_eq!(parse_tag("env=dev"), Ok(("env".into(), "dev".into())));
-        assert_eq!(parse_tag("env="), Ok(("env".into(), String::new())));
-        assert!(parse_tag("env").is_err());
-        assert!(parse_tag("=dev").is_err());
-        assert!(parse_tag("aws:x=1").is_err());
     }
 }
