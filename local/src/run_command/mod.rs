@@ -30,7 +30,7 @@ use certship_shared::rate::Rate;
 use document::Plan;
 use process::signal_group;
 use serde_json::{Value, json};
-use state::{Command, Details, Invocation};
+use state::{Command, Invocation};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -174,15 +174,7 @@ impl RunCommand {
             plugin_name: plan.plugin_name.clone(),
             invocations: instance_ids
                 .iter()
-                .map(|id| Invocation {
-                    instance_id: id.clone(),
-                    details: Details::Pending,
-                    response_code: -1,
-                    stdout: String::new(),
-                    stderr: String::new(),
-                    started: None,
-                    finished: None,
-                })
+                .map(|id| Invocation::pending(id.clone()))
                 .collect(),
         };
         let response = json!({ "Command": command_json(&command) });

@@ -28,6 +28,21 @@ pub(super) struct Command {
     pub(super) invocations: Vec<Invocation>,
 }
 
+impl Invocation {
+    /// An invocation just sent to `instance_id`: pending, with no output yet.
+    pub(super) fn pending(instance_id: String) -> Self {
+        Self {
+            instance_id,
+            details: Details::Pending,
+            response_code: -1,
+            stdout: String::new(),
+            stderr: String::new(),
+            started: None,
+            finished: None,
+        }
+    }
+}
+
 impl Command {
     /// A command's status: in progress while any invocation is, then `Success` only when every
     /// invocation succeeded.
@@ -146,13 +161,8 @@ mod tests {
             invocations: details
                 .iter()
                 .map(|&details| Invocation {
-                    instance_id: "i-1".into(),
                     details,
-                    response_code: -1,
-                    stdout: String::new(),
-                    stderr: String::new(),
-                    started: None,
-                    finished: None,
+                    ..Invocation::pending("i-1".into())
                 })
                 .collect(),
         }
