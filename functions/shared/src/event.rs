@@ -24,7 +24,14 @@ pub struct DeploymentEvent {
     pub trigger: Trigger,
     /// The exported serial (`$.Export.Serial`), in ACM's notation.
     pub serial: String,
-    pub command_id: String,
+    /// The mapping's association and the version this deployment made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub association_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub association_version: Option<String>,
+    /// The Run Command of a deployment made before convergence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub execution_arn: Option<String>,
     /// How the deployment ended, as `LastDeployment.Status` records it.
@@ -53,10 +60,12 @@ impl DeploymentEvent {
 #[serde(rename_all = "PascalCase")]
 pub struct HostResult {
     pub instance_id: String,
-    /// The invocation's `Status` as SSM names it (`Success`, `Failed`, `InProgress`...).
+    /// Where the host stands: `Converged`, `Failed`, `Deferred` (offline) or `Pending`
+    /// (before convergence: the invocation's `Status` as SSM names it).
     pub status: String,
+    /// The host's last outcome and reason (`repaired: drift`), or its node status.
     pub status_details: String,
-    /// The host's report line, or `null` when it printed none.
+    /// The host's report, or `null` when it has none for this version.
     pub outcome: Option<HostReport>,
 }
 
@@ -70,14 +79,15 @@ mod tests {
         let detail = json!({
             "CertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/abc",
             "CertName": "web", "TargetTagKey": "env", "TargetTagValue": "dev",
-            "Trigger": "renewal", "Serial": "0a:1b", "CommandId": "c-1",
+            "Trigger": "renewal", "Serial": "0a:1b",
+            "AssociationId": "8c3e0c6e-1c29-4b49-9a8e-5f3c0d1e2f3a", "AssociationVersion": "2",
             "ExecutionArn": "arn:aws:states:us-east-1:123456789012:execution:m:e",
             "Outcome": "InstallTimedOut",
-            "Hosts": {"Total": 2, "Succeeded": 1, "Failed": 0, "Pending": 1},
+            "Hosts": {"Total": 2, "Succeeded": 1, "Failed": 0, "Pending": 1, "Deferred": 0},
             "Results": [
-                {"InstanceId": "i-0aaa", "Status": "Success", "StatusDetails": "Success",
+                {"InstanceId": "i-0aaa", "Status": "Converged", "StatusDetails": "installed: new-serial",
                  "Outcome": {"cert_name": "web", "changed": true}},
-                {"InstanceId": "i-0bbb", "Status": "InProgress", "StatusDetails": "InProgress",
+                {"InstanceId": "i-0bbb", "Status": "Pending", "StatusDetails": "Online",
                  "Outcome": null}
             ],
             "Failures": []

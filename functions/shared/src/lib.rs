@@ -3,12 +3,13 @@
 //!
 //! Modules depend on one another in one direction only: `serial` on nothing of the crate's,
 //! `env` and `arn` on `error`, `rules` on `arn` and `env`, `pem` and `host_report` on `serial`,
-//! and the records (`mapping`, `event`) on the payload types.
+//! and the records (`mapping`, `event`, `evidence`) on the payload types and `host_report`.
 
 pub mod arn;
 pub mod env;
 pub mod error;
 pub mod event;
+pub mod evidence;
 pub mod host_report;
 pub mod lambda;
 pub mod mapping;

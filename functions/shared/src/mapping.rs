@@ -26,6 +26,12 @@ pub mod attr {
     pub const CERT_EXPIRY_DATE: &str = "CertExpiryDate";
     pub const LAST_EXPORTED_DATE: &str = "LastExportedDate";
     pub const LAST_DEPLOYMENT: &str = "LastDeployment";
+    /// The mapping's State Manager association (its desired state).
+    pub const ASSOCIATION_ID: &str = "AssociationId";
+    /// The secret version the association currently installs.
+    pub const SECRET_VERSION_ID: &str = "SecretVersionId";
+    /// On a name claim item: the certificate that holds the CertName on the target.
+    pub const CLAIMED_BY: &str = "ClaimedBy";
     /// The global secondary index renewals query (partition `CertificateArn`).
     pub const BY_CERTIFICATE_ARN: &str = "ByCertificateArn";
 }
@@ -105,7 +111,39 @@ pub struct Mapping {
     pub serial: Option<String>,
     pub cert_expiry_date: Option<String>,
     pub last_exported_date: Option<String>,
+    pub association_id: Option<String>,
+    pub secret_version_id: Option<String>,
     pub last_deployment: Option<LastDeployment>,
+}
+
+/// Sort-key prefix of a name claim. A claim item shares the mapping's partition
+/// (`<key>#<value>`) and is keyed by the CertName alone, so one conditional write lets exactly
+/// one certificate hold a name on a target. A mapping's sort key starts with `arn:`, never this.
+pub const CLAIM_PREFIX: &str = "CertName#";
+
+/// The primary key of the claim of `cert_name` on the target `tag_key=tag_value`.
+pub fn claim_key(
+    tag_key: &str,
+    tag_value: &str,
+    cert_name: &str,
+) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        (
+            attr::PARTITION_KEY.to_string(),
+            s(tag_key_value(tag_key, tag_value)),
+        ),
+        (
+            attr::SORT_KEY.to_string(),
+            s(format!("{CLAIM_PREFIX}{cert_name}")),
+        ),
+    ])
+}
+
+/// Whether a table item is a name claim rather than a mapping (readers of the partition skip it).
+pub fn is_claim(item: &HashMap<String, AttributeValue>) -> bool {
+    item.get(attr::SORT_KEY)
+        .and_then(|v| v.as_s().ok())
+        .is_some_and(|k| k.starts_with(CLAIM_PREFIX))
 }
 
 /// The primary key of a mapping.
@@ -201,6 +239,8 @@ impl Mapping {
             (attr::SERIAL, &self.serial),
             (attr::CERT_EXPIRY_DATE, &self.cert_expiry_date),
             (attr::LAST_EXPORTED_DATE, &self.last_exported_date),
+            (attr::ASSOCIATION_ID, &self.association_id),
+            (attr::SECRET_VERSION_ID, &self.secret_version_id),
         ];
         for (name, value) in optional {
             if let Some(value) = value {
@@ -230,6 +270,8 @@ impl Mapping {
             serial: get_s(item, attr::SERIAL),
             cert_expiry_date: get_s(item, attr::CERT_EXPIRY_DATE),
             last_exported_date: get_s(item, attr::LAST_EXPORTED_DATE),
+            association_id: get_s(item, attr::ASSOCIATION_ID),
+            secret_version_id: get_s(item, attr::SECRET_VERSION_ID),
             last_deployment: item
                 .get(attr::LAST_DEPLOYMENT)
                 .and_then(LastDeployment::from_attribute),
@@ -267,6 +309,8 @@ mod tests {
             serial: Some("0a:1b".into()),
             cert_expiry_date: Some("2027-01-01T00:00:00Z".into()),
             last_exported_date: Some("2026-01-01T00:00:00Z".into()),
+            association_id: Some("8c3e0c6e-1c29-4b49-9a8e-5f3c0d1e2f3a".into()),
+            secret_version_id: Some("v-1".into()),
             last_deployment: Some(LastDeployment {
                 execution_arn: Some("arn:aws:states:us-east-1:123456789012:execution:m:e".into()),
                 status: LastDeploymentStatus::Success,
@@ -282,6 +326,17 @@ mod tests {
             "arn:aws:acm:us-east-1:123456789012:certificate/abc#web"
         );
         assert_eq!(Mapping::from_item(&item).unwrap(), mapping);
+    }
+
+    #[test]
+    fn a_claim_shares_the_partition_and_never_looks_like_a_mapping() {
+        let claim = claim_key("env", "dev", "web");
+        assert_eq!(
+            claim[attr::PARTITION_KEY],
+            key("env", "dev", "arn:aws:acm:x", "web")[attr::PARTITION_KEY]
+        );
+        assert!(is_claim(&claim));
+        assert!(!is_claim(&key("env", "dev", "arn:aws:acm:x", "web")));
     }
 
     #[test]

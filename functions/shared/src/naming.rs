@@ -18,8 +18,37 @@ pub fn secret_name(
     tag_key: &str,
     tag_value: &str,
 ) -> String {
+    format!(
+        "{SECRET_PREFIX}{}",
+        mapping_id(cert_name, certificate_arn, tag_key, tag_value)
+    )
+}
+
+/// `<CertName>-<12 hex of sha256(CertificateArn|TagKey|TagValue)>`: the mapping's short id, the
+/// secret's name after its prefix, the partition key of its evidence and part of its
+/// association's name and output prefix. The digest has a fixed length, so the id reads back
+/// unambiguously from the right.
+pub fn mapping_id(
+    cert_name: &str,
+    certificate_arn: &str,
+    tag_key: &str,
+    tag_value: &str,
+) -> String {
     let digest = sha256_hex(&[certificate_arn, tag_key, tag_value]);
-    format!("{SECRET_PREFIX}{cert_name}-{}", &digest[..12])
+    format!("{cert_name}-{}", &digest[..12])
+}
+
+/// The mapping's State Manager association name, `certship-<mapping id>` (SSM allows
+/// `^[a-zA-Z0-9_\-.]{3,128}$`; a CertName is at most 64 of those characters).
+pub fn association_name(mapping_id: &str) -> String {
+    format!("certship-{mapping_id}")
+}
+
+/// The association's `OutputS3KeyPrefix`, `<TagValue>/<mapping id>`: the agent writes each run's
+/// output under `<prefix>/<instance-id>/<association-id>/<run-id>/...` with the host's own role,
+/// which may write only under its own tag value (ABAC on `aws:PrincipalTag`).
+pub fn output_key_prefix(tag_value: &str, mapping_id: &str) -> String {
+    format!("{tag_value}/{mapping_id}")
 }
 
 /// The table's partition key value, `<key>#<value>` (`#` is not allowed in tags).
@@ -74,6 +103,18 @@ mod tests {
             secret_name("w", ARN, "env", "dev"),
             secret_name("w", ARN, "envd", "ev")
         );
+    }
+
+    #[test]
+    fn the_mapping_id_names_the_secret_association_and_output_prefix() {
+        let id = mapping_id("web", ARN, "env", "dev");
+        assert_eq!(
+            format!("certship/{id}"),
+            secret_name("web", ARN, "env", "dev")
+        );
+        assert_eq!(association_name(&id), format!("certship-{id}"));
+        assert_eq!(output_key_prefix("dev", &id), format!("dev/{id}"));
+        assert_ne!(id, mapping_id("web2", ARN, "env", "dev"));
     }
 
     #[test]

@@ -55,15 +55,23 @@ pub struct ExportResult {
     pub exported_at: String,
 }
 
-/// `$.Dispatch`, written by dispatch-install.
+/// `$.Dispatch`, written by dispatch-install: the mapping's State Manager association and the
+/// version of it that this deployment made (the desired state every target converges to).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DispatchResult {
-    pub command_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub association_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub association_version: Option<String>,
+    /// The Run Command of a deployment made before convergence (executions in the history).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
     pub requested_at: String,
-    /// Past this instant check-install-status gives up with `InstallTimedOut`.
+    /// Past this instant check-install-status gives up with `InstallTimedOut` on the online
+    /// targets that have not reported.
     pub deadline_at: String,
-    /// The SSM document sent (beyond DESIGN's list; shown in the console).
+    /// The SSM document the association runs (beyond DESIGN's list; shown in the console).
     #[serde(default)]
     pub document_name: String,
 }
@@ -76,7 +84,9 @@ pub enum InstallStatus {
     Failed,
 }
 
-/// Host counts of one command.
+/// Host counts of one deployment: `Succeeded` are the targets that hold the deployed version
+/// (converged), `Deferred` the offline ones that do not yet (the association reaches them when
+/// they come back), `Pending` the online ones that have not reported it yet.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct HostCounts {
@@ -84,6 +94,8 @@ pub struct HostCounts {
     pub succeeded: u32,
     pub failed: u32,
     pub pending: u32,
+    #[serde(default)]
+    pub deferred: u32,
 }
 
 /// One host whose install failed, with the tail of what it printed.
@@ -169,13 +181,14 @@ mod tests {
                 succeeded: 1,
                 failed: 0,
                 pending: 1,
+                deferred: 0,
             },
             failures: vec![],
         };
         assert_eq!(
             serde_json::to_value(&install).unwrap(),
             json!({"Status": "InProgress", "WaitSeconds": 2, "Poll": 1,
-                   "Hosts": {"Total": 2, "Succeeded": 1, "Failed": 0, "Pending": 1},
+                   "Hosts": {"Total": 2, "Succeeded": 1, "Failed": 0, "Pending": 1, "Deferred": 0},
                    "Failures": []})
         );
         let request: DeploymentRequest = serde_json::from_value(json!({
