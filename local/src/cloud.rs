@@ -3,9 +3,10 @@
 
 use super::functions::{Function, FunctionSettings, Functions};
 use super::gateway::Gateway;
+use super::host_runner::{HostEnvironment, HostRunner};
 use super::hosts::Hosts;
 use super::provision::{self, Provisioned};
-use super::run_command::{HostEnvironment, RunCommand};
+use super::run_command::RunCommand;
 use anyhow::{Context, Result, bail};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use certship_moto::{MotoOptions, MotoServer};
@@ -103,7 +104,7 @@ pub struct LocalCloud {
     pub hosts: Hosts,
     pub functions: Arc<Functions>,
     config: SdkConfig,
-    run_command: Arc<RunCommand>,
+    runner: Arc<HostRunner>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     moto: MotoServer,
@@ -257,15 +258,16 @@ impl LocalCloud {
                 command: options.command.clone(),
             },
         ));
+        let runner = Arc::new(HostRunner::new(HostEnvironment {
+            endpoint: endpoint.clone(),
+            region: options.region.clone(),
+            path_prefix: vec![bin, project.join(".venv/bin")],
+            owner: current_owner(),
+        }));
         let run_command = Arc::new(RunCommand::new(
             &moto_config,
             hosts.clone(),
-            HostEnvironment {
-                endpoint: endpoint.clone(),
-                region: options.region.clone(),
-                path_prefix: vec![bin, project.join(".venv/bin")],
-                owner: current_owner(),
-            },
+            Arc::clone(&runner),
         ));
         let api = super::api::LocalApi::new(
             aws_sdk_sfn::Client::new(&moto_config),
@@ -305,7 +307,7 @@ impl LocalCloud {
             hosts,
             functions,
             config,
-            run_command,
+            runner,
             shutdown,
             tasks,
             moto,
@@ -329,7 +331,7 @@ impl LocalCloud {
     /// Stops the gateway, every host script and moto.
     pub async fn stop(mut self) {
         let _ = self.shutdown.send(true);
-        self.run_command.shutdown();
+        self.runner.shutdown();
         for task in self.tasks.drain(..) {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
@@ -340,7 +342,7 @@ impl LocalCloud {
 impl Drop for LocalCloud {
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);
-        self.run_command.shutdown();
+        self.runner.shutdown();
         self.moto.stop();
     }
 }

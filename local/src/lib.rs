@@ -6,6 +6,7 @@ pub mod api;
 pub mod cloud;
 pub mod functions;
 pub mod gateway;
+pub mod host_runner;
 pub mod hosts;
 pub mod provision;
 pub mod renewal;

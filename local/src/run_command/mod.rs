@@ -13,26 +13,21 @@
 //!
 //! By concern: `wire` (SSM's JSON: requests, answers, limits), `state` (commands and invocations
 //! with SSM's statuses), `document` (the parameters checked against the document), `targets`
-//! (instance ids and tags resolved against EC2), `schedule` (MaxConcurrency and MaxErrors), and
-//! `process` (each host's script as a process group of its own).
+//! (instance ids and tags resolved against EC2) and `schedule` (MaxConcurrency and MaxErrors,
+//! each host's run). The script itself runs in the shared [`HostRunner`](crate::host_runner).
 
-mod document;
-mod process;
+pub(crate) mod document;
 mod schedule;
 mod state;
 mod targets;
-mod wire;
+pub(crate) mod wire;
 
-pub use process::HostEnvironment;
-
+use super::host_runner::{HostRunner, Plan};
 use super::hosts::Hosts;
 use certship_shared::rate::Rate;
-use document::Plan;
-use process::signal_group;
 use serde_json::{Value, json};
 use state::{Command, Invocation};
-use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use wire::*;
@@ -53,7 +48,7 @@ pub struct SsmError {
 }
 
 impl SsmError {
-    fn new(code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: &'static str, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -67,27 +62,18 @@ pub struct RunCommand {
     moto_ssm: aws_sdk_ssm::Client,
     moto_ec2: aws_sdk_ec2::Client,
     hosts: Hosts,
-    host_env: HostEnvironment,
+    runner: Arc<HostRunner>,
     commands: Mutex<BTreeMap<String, Command>>,
-    /// Process groups of scripts still running, stopped at shutdown.
-    running: Mutex<HashSet<i32>>,
-    stopping: AtomicBool,
 }
 
 impl RunCommand {
-    pub fn new(
-        moto_config: &aws_config::SdkConfig,
-        hosts: Hosts,
-        host_env: HostEnvironment,
-    ) -> Self {
+    pub fn new(moto_config: &aws_config::SdkConfig, hosts: Hosts, runner: Arc<HostRunner>) -> Self {
         Self {
             moto_ssm: aws_sdk_ssm::Client::new(moto_config),
             moto_ec2: aws_sdk_ec2::Client::new(moto_config),
             hosts,
-            host_env,
+            runner,
             commands: Mutex::new(BTreeMap::new()),
-            running: Mutex::new(HashSet::new()),
-            stopping: AtomicBool::new(false),
         }
     }
 
@@ -111,30 +97,16 @@ impl RunCommand {
         }
     }
 
-    /// Stops every script still running and starts no more: SIGTERM, so their EXIT traps
-    /// clean up, then SIGKILL for any still there half a second later.
-    pub fn shutdown(&self) {
-        let groups: Vec<i32> = {
-            let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-            self.stopping.store(true, Ordering::SeqCst);
-            running.drain().collect()
-        };
-        if groups.is_empty() {
-            return;
-        }
-        for group in &groups {
-            signal_group(*group, libc::SIGTERM);
-        }
-        std::thread::sleep(Duration::from_millis(500));
-        for group in groups {
-            signal_group(group, libc::SIGKILL);
-        }
-    }
-
     async fn send_command(self: &Arc<Self>, input: Value) -> Result<Value, SsmError> {
         let input: SendCommandInput = serde_json::from_value(input)
             .map_err(|e| SsmError::new("ValidationException", e.to_string()))?;
-        let plan = self.plan(&input).await?;
+        let plan = document::plan(
+            &self.moto_ssm,
+            &input.document_name,
+            None,
+            &input.parameters,
+        )
+        .await?;
         let instance_ids = self.resolve_targets(&input).await?;
         let max_concurrency = input.max_concurrency.clone().unwrap_or_else(|| "50".into());
         let max_errors = input.max_errors.clone().unwrap_or_else(|| "0".into());

@@ -1,8 +1,11 @@
-//! Running a command on its hosts, MaxConcurrency at a time, stopping after MaxErrors.
+//! Running a command on its hosts, MaxConcurrency at a time, stopping after MaxErrors; each
+//! host's invocation through the shared runner.
 
 use super::state::Details;
 use super::*;
-use std::sync::atomic::AtomicUsize;
+use crate::hosts::Simulation;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::Semaphore;
 
 impl RunCommand {
@@ -25,7 +28,7 @@ impl RunCommand {
             let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
                 break;
             };
-            if self.stopping.load(Ordering::SeqCst) {
+            if self.runner.is_stopping() {
                 break;
             }
             if errors.load(Ordering::SeqCst) > error_limit {
@@ -53,6 +56,86 @@ impl RunCommand {
         }
         for task in tasks {
             let _ = task.await;
+        }
+    }
+
+    /// Runs the script on one host; true when the host counts as an error toward MaxErrors.
+    async fn run_on_host(
+        &self,
+        command_id: &str,
+        instance_id: &str,
+        plan: &Plan,
+        delivery_deadline: tokio::time::Instant,
+    ) -> bool {
+        let host = self.hosts.load(instance_id);
+        let Some(host) = host.filter(|h| h.simulate != Simulation::Offline) else {
+            // Only simulated hosts are targeted, so this is one whose agent is offline.
+            // No agent answers: SSM keeps the invocation pending until the delivery timeout,
+            // which does not count toward MaxErrors.
+            tokio::time::sleep_until(delivery_deadline).await;
+            self.finish(command_id, instance_id, Details::DeliveryTimedOut, -1, None);
+            return false;
+        };
+        self.update(command_id, instance_id, |i| {
+            i.details = Details::InProgress;
+            i.started = Some(SystemTime::now());
+        });
+        let root = self.hosts.root(instance_id);
+        let outcome = self
+            .runner
+            .execute(
+                instance_id,
+                &root,
+                Path::new(command_id),
+                plan,
+                host.simulate,
+            )
+            .await;
+        match outcome {
+            Ok(Some(out)) => {
+                let details = if out.code == 0 {
+                    Details::Success
+                } else {
+                    Details::Failed
+                };
+                self.finish(
+                    command_id,
+                    instance_id,
+                    details,
+                    out.code,
+                    Some((out.stdout, out.stderr)),
+                );
+                out.code != 0
+            }
+            Ok(None) => {
+                self.finish(
+                    command_id,
+                    instance_id,
+                    Details::ExecutionTimedOut,
+                    -1,
+                    Some((
+                        String::new(),
+                        format!(
+                            "the script ran longer than its {} s timeout and was stopped",
+                            plan.execution_timeout.as_secs()
+                        ),
+                    )),
+                );
+                true
+            }
+            Err(e) => {
+                self.finish(
+                    command_id,
+                    instance_id,
+                    Details::Failed,
+                    1,
+                    Some((
+                        String::new(),
+                        format!("the local agent could not run the script: {e}"),
+                    )),
+                );
+                true
+            }
         }
     }
 

@@ -1,12 +1,18 @@
-//! Each host's script: written where the agent writes it, run with bash in a process group of
-//! its own, its output read, stopped on timeout or shutdown.
+//! The simulated host's side of the SSM Agent, shared by Run Command and State Manager: a
+//! document's script written where the agent writes it, run with bash in a process group of its
+//! own with the host's directory as its filesystem root, its output read, stopped on timeout or
+//! shutdown. The agent runs commands and associations in separate worker pools
+//! (amazon-ssm-agent `agent/appconfig/constants.go` `DefaultCommandWorkersLimit = 5`;
+//! `agent/association/processor/processor.go` `documentWorkersLimit = 1`), so the runner itself
+//! never serializes one against the other.
 
-use super::state::Details;
-use super::*;
 use crate::hosts::Simulation;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 use tokio::io::AsyncReadExt;
 
 /// What a simulated host's script runs with besides the document's parameters.
@@ -23,94 +29,84 @@ pub struct HostEnvironment {
     pub owner: Option<(String, String)>,
 }
 
-impl RunCommand {
-    /// Runs the script on one host; true when the host counts as an error toward MaxErrors.
-    pub(super) async fn run_on_host(
-        &self,
-        command_id: &str,
-        instance_id: &str,
-        plan: &Plan,
-        delivery_deadline: tokio::time::Instant,
-    ) -> bool {
-        let host = self.hosts.load(instance_id);
-        let Some(host) = host.filter(|h| h.simulate != Simulation::Offline) else {
-            // Only simulated hosts are targeted, so this is one whose agent is offline.
-            // No agent answers: SSM keeps the invocation pending until the delivery timeout,
-            // which does not count toward MaxErrors.
-            tokio::time::sleep_until(delivery_deadline).await;
-            self.finish(command_id, instance_id, Details::DeliveryTimedOut, -1, None);
-            return false;
-        };
-        self.update(command_id, instance_id, |i| {
-            i.details = Details::InProgress;
-            i.started = Some(SystemTime::now());
-        });
-        let root = self.hosts.root(instance_id);
-        match self
-            .execute(command_id, instance_id, &root, plan, host.simulate)
-            .await
-        {
-            Ok(Some((code, stdout, stderr))) => {
-                let details = if code == 0 {
-                    Details::Success
-                } else {
-                    Details::Failed
-                };
-                self.finish(
-                    command_id,
-                    instance_id,
-                    details,
-                    code,
-                    Some((stdout, stderr)),
-                );
-                code != 0
-            }
-            Ok(None) => {
-                self.finish(
-                    command_id,
-                    instance_id,
-                    Details::ExecutionTimedOut,
-                    -1,
-                    Some((
-                        String::new(),
-                        format!(
-                            "the script ran longer than its {} s timeout and was stopped",
-                            plan.execution_timeout.as_secs()
-                        ),
-                    )),
-                );
-                true
-            }
-            Err(e) => {
-                self.finish(
-                    command_id,
-                    instance_id,
-                    Details::Failed,
-                    1,
-                    Some((
-                        String::new(),
-                        format!("the local agent could not run the script: {e}"),
-                    )),
-                );
-                true
-            }
+/// A document's one `aws:runShellScript` step with its parameters checked against the document.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub script: String,
+    /// The step's name (`mainSteps[].name`).
+    pub plugin_name: String,
+    pub execution_timeout: Duration,
+    pub parameters: BTreeMap<String, String>,
+}
+
+/// What a script that ran to its end left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptOutput {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs scripts on simulated hosts; stops them all at shutdown.
+pub struct HostRunner {
+    env: HostEnvironment,
+    /// Process groups of scripts still running, stopped at shutdown.
+    running: Mutex<HashSet<i32>>,
+    stopping: AtomicBool,
+}
+
+impl HostRunner {
+    pub fn new(env: HostEnvironment) -> Self {
+        Self {
+            env,
+            running: Mutex::new(HashSet::new()),
+            stopping: AtomicBool::new(false),
         }
     }
 
-    /// Writes the script where the agent would and runs it with bash; `None` on timeout.
-    pub(super) async fn execute(
+    /// Whether [`shutdown`](Self::shutdown) was called: nothing new starts after it.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Stops every script still running and starts no more: SIGTERM, so their EXIT traps
+    /// clean up, then SIGKILL for any still there half a second later.
+    pub fn shutdown(&self) {
+        let groups: Vec<i32> = {
+            let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            self.stopping.store(true, Ordering::SeqCst);
+            running.drain().collect()
+        };
+        if groups.is_empty() {
+            return;
+        }
+        for group in &groups {
+            signal_group(*group, libc::SIGTERM);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        for group in groups {
+            signal_group(group, libc::SIGKILL);
+        }
+    }
+
+    /// Writes the script where the agent would, under the host's
+    /// `var/lib/amazon/ssm/<instance-id>/document/orchestration/<orchestration>/<step>`, and runs
+    /// it with bash; `None` when it ran past the step's timeout. `orchestration` is the command
+    /// id for Run Command and `<association-id>/<run-id>` for an association
+    /// (`agent/association/parser/parser.go`, `InitializeDocumentState`).
+    pub async fn execute(
         &self,
-        command_id: &str,
         instance_id: &str,
         root: &Path,
+        orchestration: &Path,
         plan: &Plan,
         simulate: Simulation,
-    ) -> std::io::Result<Option<(i32, String, String)>> {
+    ) -> std::io::Result<Option<ScriptOutput>> {
         let work = root
             .join("var/lib/amazon/ssm")
             .join(instance_id)
             .join("document/orchestration")
-            .join(command_id)
+            .join(orchestration)
             .join(&plan.plugin_name);
         tokio::fs::create_dir_all(&work).await?;
         tokio::fs::create_dir_all(root.join("tmp")).await?;
@@ -166,23 +162,23 @@ impl RunCommand {
                 _ => String::new(),
             }
         };
-        Ok(Some((
-            status.code().unwrap_or(-1),
-            collect(stdout).await,
-            collect(stderr).await,
-        )))
+        Ok(Some(ScriptOutput {
+            code: status.code().unwrap_or(-1),
+            stdout: collect(stdout).await,
+            stderr: collect(stderr).await,
+        }))
     }
 
     /// The script's environment: what the agent gives it, with the host's directory standing in
     /// for `/` in the directory parameters.
-    pub(super) fn environment(
+    fn environment(
         &self,
         instance_id: &str,
         root: &Path,
         plan: &Plan,
         simulate: Simulation,
     ) -> HashMap<String, String> {
-        let env = &self.host_env;
+        let env = &self.env;
         let mut path: Vec<String> = env
             .path_prefix
             .iter()
@@ -211,7 +207,7 @@ impl RunCommand {
         ]);
         for (name, value) in &plan.parameters {
             let value = match name.as_str() {
-                "CertificateDirectory" | "PrivateKeyDirectory" => {
+                "CertificateDirectory" | "PrivateKeyDirectory" | "StateDirectory" => {
                     format!("{}{value}", root.display())
                 }
                 "FileOwner" => env
@@ -231,7 +227,7 @@ impl RunCommand {
 }
 
 /// Reads a pipe to its end in a task of its own, so the script's exit is not held up by it.
-pub(super) fn read_all<R>(pipe: Option<R>) -> tokio::task::JoinHandle<Vec<u8>>
+fn read_all<R>(pipe: Option<R>) -> tokio::task::JoinHandle<Vec<u8>>
 where
     R: tokio::io::AsyncRead + Unpin + Send + 'static,
 {
@@ -245,14 +241,14 @@ where
 }
 
 /// Signals a process group; false when no process is left in it.
-pub(super) fn signal_group(group: i32, signal: i32) -> bool {
+fn signal_group(group: i32, signal: i32) -> bool {
     // SAFETY: kill(2) with a negative pid signals a process group this process created; it has
     // no memory effects here.
     unsafe { libc::kill(-group, signal) == 0 }
 }
 
 /// SIGTERM to the group, then SIGKILL after two seconds if anything in it still runs.
-pub(super) async fn terminate_group(group: i32) {
+async fn terminate_group(group: i32) {
     if !signal_group(group, libc::SIGTERM) {
         return;
     }
