@@ -7,6 +7,7 @@ use super::host_runner::{HostEnvironment, HostRunner};
 use super::hosts::Hosts;
 use super::provision::{self, Provisioned};
 use super::run_command::RunCommand;
+use super::state_manager::{AgentSettings, StateManager};
 use anyhow::{Context, Result, bail};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use certship_moto::{MotoOptions, MotoServer};
@@ -36,6 +37,9 @@ pub struct LocalOptions {
     pub allowed_reload_services: String,
     /// The install command's settings, as the template's parameters give them in AWS.
     pub command: CommandSettings,
+    /// The emulated SSM Agents' clock: how often they list their associations and how long an
+    /// hour of an association's schedule lasts.
+    pub agent: AgentSettings,
 }
 
 impl LocalOptions {
@@ -49,6 +53,7 @@ impl LocalOptions {
             allowed_reload_services: "nginx,apache2,httpd,haproxy".into(),
             command: CommandSettings::from_lookup(|_| None)
                 .unwrap_or_else(|e| unreachable!("the defaults are valid: {e}")),
+            agent: AgentSettings::default(),
         }
     }
 }
@@ -269,6 +274,12 @@ impl LocalCloud {
             hosts.clone(),
             Arc::clone(&runner),
         ));
+        let state_manager = Arc::new(StateManager::new(
+            &moto_config,
+            hosts.clone(),
+            Arc::clone(&runner),
+            options.agent,
+        ));
         let api = super::api::LocalApi::new(
             aws_sdk_sfn::Client::new(&moto_config),
             state_machine_arn.clone(),
@@ -277,6 +288,7 @@ impl LocalCloud {
         let gateway = Arc::new(Gateway::new(
             Arc::clone(&functions),
             Arc::clone(&run_command),
+            Arc::clone(&state_manager),
             api,
             moto_port,
         ));
@@ -290,6 +302,10 @@ impl LocalCloud {
         if created_arn != state_machine_arn {
             bail!("the state machine is {created_arn}, expected {state_machine_arn}");
         }
+        tasks.push(tokio::spawn(super::state_manager::run_agents(
+            Arc::clone(&state_manager),
+            shutdown_rx.clone(),
+        )));
         tasks.push(tokio::spawn(super::renewal::drain_renewal_queue(
             aws_sdk_sqs::Client::new(&config),
             renewal_queue_url,

@@ -1,9 +1,12 @@
-//! The local cloud's front door on the gateway port (moto's `MOTO_PORT`): Lambda Invoke for certship's functions and SSM
-//! Run Command are served here; every other request is forwarded to moto unchanged.
+//! The local cloud's front door on the gateway port (moto's `MOTO_PORT`): Lambda Invoke for
+//! certship's functions, SSM Run Command, State Manager and DescribeInstanceInformation are served
+//! here, and the local cloud's own control calls (`certship local tick`); every other request is
+//! forwarded to moto unchanged.
 
 use super::api::{API_PATH, LocalApi};
 use super::functions::{Function, Functions};
 use super::run_command::{self, RunCommand};
+use super::state_manager::{self, StateManager};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -19,9 +22,14 @@ use tokio::sync::watch;
 
 type Body = Full<Bytes>;
 
+/// `POST` here is `certship local tick`: every association runs once now on every online host it
+/// targets. Not an AWS API: the local cloud's own control, on its one endpoint.
+pub const TICK_PATH: &str = "/_certship/local/tick";
+
 pub struct Gateway {
     pub functions: Arc<Functions>,
     pub run_command: Arc<RunCommand>,
+    pub state_manager: Arc<StateManager>,
     api: LocalApi,
     moto_port: u16,
     client: Client<HttpConnector, Body>,
@@ -31,12 +39,14 @@ impl Gateway {
     pub fn new(
         functions: Arc<Functions>,
         run_command: Arc<RunCommand>,
+        state_manager: Arc<StateManager>,
         api: LocalApi,
         moto_port: u16,
     ) -> Self {
         Self {
             functions,
             run_command,
+            state_manager,
             api,
             moto_port,
             client: Client::builder(TokioExecutor::new()).build_http(),
@@ -84,6 +94,15 @@ impl Gateway {
             let (status, value) = self.api.handle(&parts.headers, &body).await;
             return json_response(status, &value, "application/json");
         }
+        if path == TICK_PATH && parts.method == hyper::Method::POST {
+            let associations = self.state_manager.tick();
+            tracing::info!(associations, "tick");
+            return json_response(
+                StatusCode::OK,
+                &json!({ "Associations": associations }),
+                "application/json",
+            );
+        }
         if let Some(function_name) = invoke_target(&path) {
             return self.invoke(&function_name, &body).await;
         }
@@ -92,17 +111,26 @@ impl Gateway {
             .get("x-amz-target")
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
-        if let Some(operation) = target.strip_prefix("AmazonSSM.")
-            && run_command::OPERATIONS.contains(&operation)
-        {
-            return match self.run_command.call(operation, &body).await {
-                Ok(value) => json_response(StatusCode::OK, &value, "application/x-amz-json-1.1"),
-                Err(e) => json_response(
-                    StatusCode::BAD_REQUEST,
-                    &json!({"__type": e.code, "message": e.message}),
-                    "application/x-amz-json-1.1",
-                ),
+        if let Some(operation) = target.strip_prefix("AmazonSSM.") {
+            let served = if run_command::OPERATIONS.contains(&operation) {
+                Some(self.run_command.call(operation, &body).await)
+            } else if state_manager::OPERATIONS.contains(&operation) {
+                Some(self.state_manager.call(operation, &body).await)
+            } else {
+                None
             };
+            if let Some(result) = served {
+                return match result {
+                    Ok(value) => {
+                        json_response(StatusCode::OK, &value, "application/x-amz-json-1.1")
+                    }
+                    Err(e) => json_response(
+                        StatusCode::BAD_REQUEST,
+                        &json!({"__type": e.code, "message": e.message}),
+                        "application/x-amz-json-1.1",
+                    ),
+                };
+            }
         }
         self.forward(parts, body).await
     }
@@ -180,6 +208,18 @@ impl Gateway {
             ),
         }
     }
+}
+
+/// Asks the local cloud at `endpoint` to tick (see [`TICK_PATH`]); returns how many
+/// associations it holds.
+pub async fn tick(endpoint: &str) -> anyhow::Result<u64> {
+    use anyhow::Context;
+    let answer = certship_moto::http::post_json(&format!("{endpoint}{TICK_PATH}"), &json!({}))
+        .await
+        .with_context(|| format!("asking the local cloud at {endpoint} to tick"))?;
+    answer["Associations"]
+        .as_u64()
+        .with_context(|| format!("the local cloud answered the tick with {answer}"))
 }
 
 /// The function name of a Lambda Invoke path, `/2015-03-31/functions/{name}/invocations`.

@@ -15,7 +15,8 @@ pub enum Simulation {
     Healthy,
     /// Its `systemctl reload-or-restart` fails, so the document rolls back and fails.
     ReloadFails,
-    /// Its SSM Agent is offline: commands stay pending until their delivery timeout.
+    /// Its SSM Agent is offline: commands stay pending until their delivery timeout,
+    /// associations wait until it is back, and DescribeInstanceInformation says `ConnectionLost`.
     Offline,
 }
 
@@ -67,7 +68,11 @@ impl Hosts {
         let root = self.root(&host.instance_id);
         std::fs::create_dir_all(root.join("tmp"))
             .with_context(|| format!("creating {}", root.display()))?;
-        std::fs::write(root.join(HOST_FILE), serde_json::to_vec_pretty(host)?)?;
+        // Written aside and renamed into place: the host's agent reads it every poll and must
+        // never see half a file.
+        let temporary = root.join(format!("{HOST_FILE}.tmp"));
+        std::fs::write(&temporary, serde_json::to_vec_pretty(host)?)?;
+        std::fs::rename(&temporary, root.join(HOST_FILE))?;
         Ok(root)
     }
 
@@ -127,6 +132,86 @@ pub async fn add(
     Ok(host)
 }
 
+impl Hosts {
+    /// A host's description, or an error naming the hosts there are.
+    pub fn require(&self, instance_id: &str) -> Result<HostInfo> {
+        self.load(instance_id).with_context(|| {
+            let known: Vec<String> = self.list().into_iter().map(|h| h.instance_id).collect();
+            format!(
+                "{instance_id} is not a simulated host of this local cloud (hosts: {})",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            )
+        })
+    }
+}
+
+/// Adds or replaces `tags` on a host: on its EC2 instance (CreateTags), then in its record, which
+/// its agent and DescribeInstanceInformation read.
+pub async fn tag(
+    ec2: &aws_sdk_ec2::Client,
+    hosts: &Hosts,
+    instance_id: &str,
+    tags: &BTreeMap<String, String>,
+) -> Result<HostInfo> {
+    use aws_sdk_ec2::types::Tag;
+    let mut host = hosts.require(instance_id)?;
+    let mut request = ec2.create_tags().resources(instance_id);
+    for (key, value) in tags {
+        request = request.tags(Tag::builder().key(key).value(value).build());
+    }
+    request
+        .send()
+        .await
+        .with_context(|| format!("tagging {instance_id} (is the local cloud running?)"))?;
+    host.tags
+        .extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+    hosts.save(&host)?;
+    Ok(host)
+}
+
+/// Removes the tags `keys` from a host, on its EC2 instance and in its record. A key the host
+/// does not carry is an error, so a typo does not pass for success.
+pub async fn untag(
+    ec2: &aws_sdk_ec2::Client,
+    hosts: &Hosts,
+    instance_id: &str,
+    keys: &[String],
+) -> Result<HostInfo> {
+    use aws_sdk_ec2::types::Tag;
+    let mut host = hosts.require(instance_id)?;
+    if let Some(missing) = keys.iter().find(|k| !host.tags.contains_key(*k)) {
+        bail!(
+            "{instance_id} has no tag {missing:?} (its tags: {})",
+            host.tags.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
+    let mut request = ec2.delete_tags().resources(instance_id);
+    for key in keys {
+        request = request.tags(Tag::builder().key(key).build());
+    }
+    request
+        .send()
+        .await
+        .with_context(|| format!("untagging {instance_id} (is the local cloud running?)"))?;
+    for key in keys {
+        host.tags.remove(key);
+    }
+    hosts.save(&host)?;
+    Ok(host)
+}
+
+/// Sets how a host behaves from now on; its agent reads it at its next poll.
+pub fn set_simulation(hosts: &Hosts, instance_id: &str, simulate: Simulation) -> Result<HostInfo> {
+    let mut host = hosts.require(instance_id)?;
+    host.simulate = simulate;
+    hosts.save(&host)?;
+    Ok(host)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,7 +229,15 @@ mod tests {
         std::fs::create_dir(dir.path().join("not-a-host")).unwrap();
         assert_eq!(hosts.load("i-0abc"), Some(host.clone()));
         assert_eq!(hosts.load("../i-0abc"), None);
-        assert_eq!(hosts.list(), vec![host]);
+        assert_eq!(hosts.list(), vec![host.clone()]);
+        assert_eq!(
+            set_simulation(&hosts, "i-0abc", Simulation::Offline)
+                .unwrap()
+                .simulate,
+            Simulation::Offline
+        );
+        let err = set_simulation(&hosts, "i-0def", Simulation::Offline).unwrap_err();
+        assert!(err.to_string().contains("i-0abc"), "{err}");
         assert!(
             hosts
                 .save(&HostInfo {

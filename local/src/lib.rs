@@ -1,6 +1,7 @@
 //! `certship local`: the whole system on one machine with no AWS account. moto server emulates
-//! the AWS APIs behind a gateway that serves certship's four Lambdas (their real handlers) and
-//! SSM Run Command (the real install document, run per simulated host).
+//! the AWS APIs behind a gateway that serves certship's Lambdas (their real handlers), SSM Run
+//! Command and State Manager (the real install document, run per simulated host by an emulated
+//! agent) and DescribeInstanceInformation.
 
 pub mod api;
 pub mod cloud;
@@ -9,10 +10,13 @@ pub mod gateway;
 pub mod host_runner;
 pub mod hosts;
 pub mod provision;
+pub mod queue;
 pub mod renewal;
 pub mod run_command;
 pub mod running;
+pub mod state_manager;
 pub mod supervise;
+pub mod template;
 
 pub use api::API_PATH;
 /// The JSON-over-HTTP client of the local cloud's own endpoints (and moto's).

@@ -15,6 +15,19 @@ pub const RENEWAL_RULE_NAME: &str = "certship-acm-renewal";
 /// the local cloud drains into renewal-trigger.
 pub const RENEWAL_QUEUE_NAME: &str = "certship-local-renewal-events";
 
+/// The template's logical ids of what convergence adds, and the names the local cloud gives them
+/// (in AWS, CloudFormation names them and the functions read the names from their environment).
+pub const EVIDENCE_TABLE: &str = "EvidenceTable";
+pub const EVIDENCE_TABLE_NAME: &str = "certship-evidence";
+pub const OUTPUT_BUCKET: &str = "AssociationOutputBucket";
+pub const OUTPUT_BUCKET_NAME: &str = "certship-association-output";
+pub const RECORD_HOST_EVIDENCE_FUNCTION: &str = "RecordHostEvidenceFunction";
+/// moto's S3 cannot invoke Lambda either: the bucket notifies this queue with the template's
+/// events and filter, and the local cloud drains it into record-host-evidence.
+pub const OUTPUT_QUEUE_NAME: &str = "certship-local-association-output-events";
+/// The role State Manager dispatches the associations with (`AssociationDispatchRole`).
+pub const DISPATCH_ROLE_NAME: &str = "certship-association-dispatch";
+
 pub const ASL_PATH: &str = "statemachine/certificate-deployment.asl.json";
 pub use certship_stack::document::INSTALL_DOCUMENT_PATH as DOCUMENT_PATH;
 

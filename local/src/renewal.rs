@@ -8,7 +8,6 @@ use aws_config::SdkConfig;
 use certship_moto::Extension;
 use renewal_trigger::CertificateAvailable;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::watch;
 
 /// What the emulator's renewal returned.
@@ -86,42 +85,15 @@ pub async fn drain_renewal_queue(
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
     functions: Arc<Functions>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    loop {
-        let received = tokio::select! {
-            r = sqs.receive_message().queue_url(&queue_url).max_number_of_messages(10).wait_time_seconds(1).send() => r,
-            _ = shutdown.changed() => return,
-        };
-        let messages = match received {
-            Ok(out) => out.messages.unwrap_or_default(),
-            Err(e) => {
-                tracing::warn!(error = %e, "reading the renewal queue failed");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-        };
-        for message in messages {
-            let event = message
-                .body()
-                .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok());
-            match event {
-                Some(event) => match functions.invoke(Function::RenewalTrigger, event).await {
-                    Ok(result) => tracing::info!(%result, "renewal event delivered"),
-                    Err(e) => {
-                        tracing::warn!(error_type = %e.error_type, error_message = %e.error_message, "renewal-trigger failed")
-                    }
-                },
-                None => tracing::warn!("the renewal queue held a message that is not an event"),
-            }
-            if let Some(handle) = message.receipt_handle() {
-                let _ = sqs
-                    .delete_message()
-                    .queue_url(&queue_url)
-                    .receipt_handle(handle)
-                    .send()
-                    .await;
-            }
-        }
-    }
+    super::queue::drain(
+        sqs,
+        queue_url,
+        functions,
+        Function::RenewalTrigger,
+        |body| serde_json::from_str(body).ok(),
+        shutdown,
+    )
+    .await;
 }

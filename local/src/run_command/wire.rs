@@ -117,7 +117,7 @@ pub(super) fn truncate(text: &str, limit: usize) -> String {
     text[..end].to_string()
 }
 
-pub(super) fn epoch(t: SystemTime) -> f64 {
+pub(crate) fn epoch(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs_f64()
@@ -127,7 +127,7 @@ pub(super) fn iso(t: SystemTime) -> String {
     certship_shared::time::rfc3339(t)
 }
 
-pub(super) fn new_command_id() -> String {
+pub(crate) fn new_command_id() -> String {
     use rand::TryRng;
     let mut bytes = [0u8; 16];
     rand::rngs::SysRng

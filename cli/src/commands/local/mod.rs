@@ -15,6 +15,9 @@ use std::process::ExitCode;
   certship local demo                       # the whole workflow, start to finish
   certship local up --detach                # start a local cloud in the background
   certship local hosts add --tag env=dev --count 2
+  certship local hosts tag i-0123456789abcdef0 env=dev
+  certship local hosts set i-0123456789abcdef0 --simulate offline
+  certship local tick                       # every association runs once now
   eval \"$(certship local env)\"              # point the AWS CLI at it
   certship local renew arn:aws:acm:us-east-1:123456789012:certificate/...
   certship local down")]
@@ -49,6 +52,9 @@ enum LocalCommand {
         /// The certificate's ARN
         certificate_arn: String,
     },
+    /// Run every State Manager association once now on every online host it targets, as if
+    /// each schedule had come round
+    Tick,
     /// Run the whole workflow on a local cloud of its own: deploy, renew, redeploy
     Demo,
 }
@@ -66,6 +72,7 @@ impl LocalArgs {
             LocalCommand::Env => println!("{}", env(&RunningCloud::require(&state)?)),
             LocalCommand::Hosts { command } => command.run(&state).await?,
             LocalCommand::Renew { certificate_arn } => renew(&state, &certificate_arn).await?,
+            LocalCommand::Tick => tick(&state).await?,
             LocalCommand::Demo => demo::run(&project, &state).await?,
         }
         Ok(ExitCode::SUCCESS)
@@ -106,6 +113,15 @@ async fn renew(state: &Path, certificate_arn: &str) -> Result<()> {
     println!(
         "Renewed {}: new serial {}, valid until {}.\nThe renewal event is on the bus; renewal-trigger starts one execution per mapping.",
         renewed.certificate_arn, renewed.serial, renewed.not_after
+    );
+    Ok(())
+}
+
+async fn tick(state: &Path) -> Result<()> {
+    let r = RunningCloud::require(state)?;
+    let associations = certship_local::gateway::tick(&r.endpoint).await?;
+    println!(
+        "Ticked: each of the {associations} association(s) runs once now on every online host it targets."
     );
     Ok(())
 }
