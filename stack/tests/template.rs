@@ -169,3 +169,59 @@ async fn the_renewal_rule_routes_acm_renewals_and_nothing_else() {
     }
     assert_eq!(routed, ["ACM Certificate Available / RENEWAL"]);
 }
+
+/// The template refuses a ReconcileSchedule at deploy time exactly when dispatch-install would
+/// refuse it at run time (`certship_shared::schedule`, the one rule): same answer on every sample.
+#[test]
+fn the_reconcile_schedule_pattern_and_the_shared_rule_agree() {
+    use certship_shared::schedule::{DEFAULT_RECONCILE_SCHEDULE, ReconcileSchedule};
+    let template = template();
+    let parameter = &template["Parameters"]["ReconcileSchedule"];
+    assert_eq!(parameter["Default"], DEFAULT_RECONCILE_SCHEDULE);
+    let pattern = regex::Regex::new(parameter["AllowedPattern"].as_str().unwrap()).unwrap();
+    let mut samples: Vec<String> = [
+        "",
+        "hourly",
+        "rate(1 minute)",
+        "rate(29 minutes)",
+        "rate(30 minutes)",
+        "rate(031 minutes)",
+        "rate(1 hour)",
+        "rate(1 hours)",
+        "rate(2 hour)",
+        "rate(0 hours)",
+        "rate(1 day)",
+        "rate(1 days)",
+        "rate(30 days)",
+        "rate(31 days)",
+        "rate(44639 minutes)",
+        "rate(744 hours)",
+        "rate(743 hours)",
+        "at(2026-01-01T00:00:00)",
+        "cron(0 0/4 * * ? *)",
+        "cron()",
+        "cron( )",
+        "rate( 1 hour)",
+        "rate(1  hour)",
+        "rate(44640 minutes)",
+        "rate(9999 minutes)",
+        "rate(10000 minutes)",
+        "rate(39999 minutes)",
+        "rate(43999 minutes)",
+        "rate(44599 minutes)",
+        "rate(99999 minutes)",
+    ]
+    .map(String::from)
+    .to_vec();
+    for n in 1..=800 {
+        for unit in ["minute", "minutes", "hour", "hours", "day", "days"] {
+            samples.push(format!("rate({n} {unit})"));
+        }
+    }
+    let disagreements: Vec<String> = samples
+        .iter()
+        .filter(|s| pattern.is_match(s) != ReconcileSchedule::parse(s).is_ok())
+        .map(|s| format!("{s:?}: template {}", pattern.is_match(s)))
+        .collect();
+    assert!(disagreements.is_empty(), "{disagreements:#?}");
+}
