@@ -225,3 +225,70 @@ fn the_reconcile_schedule_pattern_and_the_shared_rule_agree() {
         .collect();
     assert!(disagreements.is_empty(), "{disagreements:#?}");
 }
+
+/// The association's output bucket holds every host's report: private, encrypted, TLS only,
+/// expiring; hosts write only under their own tag value, and it notifies record-host-evidence
+/// of each run's stdout only.
+#[test]
+fn run_output_is_private_expiring_and_written_only_under_the_hosts_tag() {
+    let template = template();
+    let resources = &template["Resources"];
+    let bucket = &resources["AssociationOutputBucket"]["Properties"];
+    let block = &bucket["PublicAccessBlockConfiguration"];
+    for setting in [
+        "BlockPublicAcls",
+        "BlockPublicPolicy",
+        "IgnorePublicAcls",
+        "RestrictPublicBuckets",
+    ] {
+        assert_eq!(block[setting], true, "{setting}");
+    }
+    assert!(
+        bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+            ["ServerSideEncryptionByDefault"]["SSEAlgorithm"]
+            .is_string()
+    );
+    let rule = &bucket["LifecycleConfiguration"]["Rules"][0];
+    assert_eq!(rule["Status"], "Enabled");
+    assert!(rule["ExpirationInDays"].as_u64().unwrap() <= 30);
+    let deny =
+        &resources["AssociationOutputBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"][0];
+    assert_eq!(deny["Effect"], "Deny");
+    assert_eq!(deny["Condition"]["Bool"]["aws:SecureTransport"], "false");
+
+    // The host policy: S3 writes only under ${aws:PrincipalTag/<HostTagKey>}/.
+    let Value::Tagged(sub) = &resources["HostSecretReadPolicy"]["Properties"]["PolicyDocument"]
+    else {
+        panic!("the host policy is a Fn::Sub");
+    };
+    let document = sub.value[0].as_str().unwrap();
+    let json: serde_json::Value = serde_json::from_str(document).unwrap();
+    let writes: Vec<&serde_json::Value> = json["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["Action"].to_string().contains("s3:PutObject"))
+        .collect();
+    assert_eq!(writes.len(), 1);
+    assert_eq!(
+        writes[0]["Resource"],
+        "arn:${AWS::Partition}:s3:::${AssociationOutputBucket}/${PrincipalTagVariable}/*"
+    );
+
+    // record-host-evidence hears of stdout objects only.
+    let event = &resources["RecordHostEvidenceFunction"]["Properties"]["Events"]["RunOutput"];
+    assert_eq!(event["Type"], "S3");
+    assert_eq!(
+        event["Properties"]["Filter"]["S3Key"]["Rules"][0]["Value"],
+        "/stdout"
+    );
+    // dispatch-install gets the schedule, bucket and dispatch role it passes to SSM.
+    let env = &resources["DispatchInstallFunction"]["Properties"]["Environment"]["Variables"];
+    for name in [
+        "RECONCILE_SCHEDULE",
+        "ASSOCIATION_OUTPUT_BUCKET",
+        "ASSOCIATION_DISPATCH_ROLE_ARN",
+    ] {
+        assert!(!env[name].is_null(), "{name}");
+    }
+}
