@@ -211,8 +211,6 @@ impl RunCommand {
         ]);
         for (name, value) in &plan.parameters {
             let value = match name.as_str() {
-                // Every directory the document writes to, given or left at its default (the
-                // plan carries defaults too), so a simulated host never writes outside its root.
                 "CertificateDirectory" | "PrivateKeyDirectory" | "StateDirectory" => {
                     format!("{}{value}", root.display())
                 }
