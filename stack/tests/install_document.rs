@@ -1584,3 +1584,30 @@ async fn a_run_waits_for_the_lock_another_holds() {
     result.assert_outcome(Outcome::Unchanged, None);
     assert_eq!(host.fetches(), 1);
 }
+
+#[tokio::test]
+async fn a_script_that_stops_unexpectedly_still_reports() {
+    // given a host whose TMPDIR is gone, so mktemp fails under `set -e`
+    let cloud = Cloud::start().await;
+    let export = cloud.exported("www.example.com", "web").await;
+    let host = Host::new();
+    let gone = host.path("gone");
+
+    // when
+    let result = run(
+        &cloud,
+        &host,
+        &params(&export, "web"),
+        &[("TMPDIR", &gone.display().to_string())],
+    );
+
+    // then the EXIT trap printed the one report line, saying where it stopped
+    result.assert_outcome(Outcome::Failed, None);
+    let error = result.report.error.unwrap();
+    assert!(
+        error.contains("stopped unexpectedly (exit 1 at line "),
+        "{error}"
+    );
+    assert_eq!(host.snapshot(), BTreeMap::new());
+    assert_eq!(host.fetches(), 0);
+}
