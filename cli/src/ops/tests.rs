@@ -585,7 +585,11 @@ async fn hosts_joins_every_page_of_nodes_and_evidence_and_filters_them() {
     let mappings = status::mappings(&dynamodb, "mappings", Some(ARN), Some(&prod()))
         .await
         .unwrap();
-    assert_eq!(mappings, [web.clone()], "the claim and api are not web");
+    assert_eq!(
+        mappings,
+        std::slice::from_ref(&web),
+        "the claim and api are not web"
+    );
     let fleet = hosts::collect(
         &ssm,
         &dynamodb,
@@ -779,6 +783,146 @@ async fn which_of_1000_hosts_do_not_hold_a_serial_takes_22_calls() {
         made.0 + made.1 + made.2
     );
     assert_eq!(made, (20, 1, 1));
+}
+
+// ---- the deployment report: each tagged host against the version the execution exported ----
+
+/// An execution of web to env=prod that exported `v2` and updated the association, as its last
+/// Task output says.
+fn watched(status: aws_sdk_sfn::types::ExecutionStatus) -> super::watch::Watched {
+    let state: certship_shared::WorkflowState = serde_json::from_value(serde_json::json!({
+        "CertificateArn": ARN, "CertName": "web", "TargetTagKey": "env", "TargetTagValue": "prod",
+        "Export": {"SecretArn": SECRET_ARN, "SecretVersionId": "v2", "Serial": "0a:1b:2c",
+                   "NotAfter": "2027-01-01T00:00:00Z", "KeyAlgorithm": "EC_prime256v1",
+                   "Domains": ["www.example.com"]},
+        "Dispatch": {"AssociationId": "assoc-1", "AssociationVersion": "4",
+                     "RequestedAt": "2026-01-01T00:00:00Z", "DeadlineAt": "2026-01-01T00:10:00Z",
+                     "DocumentName": "Install-Certificate-Linux"},
+        "Install": {"Status": "Failed", "WaitSeconds": 2, "Poll": 5,
+                    "Hosts": {"Total": 4, "Succeeded": 1, "Failed": 1, "Pending": 1, "Deferred": 1},
+                    "Failures": []}
+    }))
+    .unwrap();
+    let mut seen = super::watch::Seen::default();
+    seen.absorb(state);
+    super::watch::Watched {
+        ending: super::execution::Ending {
+            status,
+            error: Some("InstallFailed".into()),
+            cause: None,
+            output: None,
+        },
+        seen,
+    }
+}
+
+#[tokio::test]
+async fn a_deployment_report_stands_each_tagged_host_against_the_exported_version() {
+    use super::report::{HostSources, Report};
+    use aws_sdk_ssm::types::PingStatus::{ConnectionLost, Online};
+    let web = prod_web();
+    // given i-1 converged, i-2 rolled back, i-3 offline on the previous version, i-4 silent
+    let node_listing = node_pages(
+        "prod",
+        vec![vec![
+            ("i-1", Online),
+            ("i-2", Online),
+            ("i-3", ConnectionLost),
+            ("i-4", Online),
+        ]],
+    );
+    let evidence_query = query_pages(
+        EVIDENCE,
+        id_of(&web),
+        vec![vec![
+            report(&web, "i-1", Outcome::Installed, "v2", "A1B2C"),
+            report(&web, "i-2", Outcome::RolledBack, "v2", "A1B2C"),
+            report(&web, "i-3", Outcome::Unchanged, "v1", "0A0A"),
+        ]],
+    );
+    let ssm = mock_client!(aws_sdk_ssm, RuleMode::MatchAny, node_listing.iter());
+    let dynamodb = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, evidence_query.iter());
+    let sources = HostSources {
+        ssm: &ssm,
+        dynamodb: &dynamodb,
+        evidence_table: Ok(EVIDENCE.into()),
+    };
+
+    // when
+    let report = Report::collect(
+        &sources,
+        "arn:execution",
+        watched(aws_sdk_sfn::types::ExecutionStatus::Failed),
+    )
+    .await;
+
+    // then one node listing and one evidence query, each host where it stands
+    assert_eq!(
+        (calls(&node_listing), calls(&evidence_query)),
+        (vec![1], vec![1])
+    );
+    assert_eq!(report.note, None);
+    let states: Vec<(&str, &str)> = report
+        .hosts
+        .iter()
+        .map(|h| (h.instance_id.as_str(), h.state.as_str()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("i-1", "Converged"),
+            ("i-2", "Failed"),
+            ("i-3", "Deferred"),
+            ("i-4", "Pending")
+        ]
+    );
+    let text = report.text(false);
+    assert!(text.starts_with("Deployment failed: InstallFailed\nHosts: converged 1/4, failed 1, deferred 1, pending 1 (offline hosts get it"), "{text}");
+    let row = |id: &str| {
+        text.lines()
+            .find(|l| l.starts_with(id))
+            .unwrap_or_else(|| panic!("{id} in {text}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(row("i-1"), "i-1 Converged installed 0a:1b:2c no new-serial");
+    assert_eq!(
+        row("i-2"),
+        "i-2 Failed rolled-back 0a:1b:2c (tried) no reloading nginx failed: rolled back"
+    );
+    assert!(
+        row("i-3").starts_with("i-3 Deferred unchanged 0a:0a no offline (ConnectionLost)"),
+        "{}",
+        row("i-3")
+    );
+    assert_eq!(row("i-4"), "i-4 Pending - - - no report yet");
+    let json = report.json();
+    assert_eq!(json["associationId"], "assoc-1");
+    assert_eq!(json["commandId"], serde_json::Value::Null);
+    assert_eq!(json["counts"]["Deferred"], 1);
+    assert_eq!(json["hosts"][1]["state"], "Failed");
+    assert_eq!(json["hosts"][1]["serial"], "0a:1b:2c");
+
+    // without the evidence table, the report keeps the counts and says why there are no rows
+    let sources = HostSources {
+        evidence_table: Err("which certship? Pass --evidence-table-name".into()),
+        ..sources
+    };
+    let report = Report::collect(
+        &sources,
+        "arn:execution",
+        watched(aws_sdk_sfn::types::ExecutionStatus::Failed),
+    )
+    .await;
+    assert!(report.hosts.is_empty());
+    assert_eq!(calls(&node_listing), [1], "nothing more was asked");
+    let text = report.text(false);
+    assert!(text.contains("Hosts: converged 1/4"), "{text}");
+    assert!(
+        text.ends_with("the hosts are not listed: finding the evidence table: which certship? Pass --evidence-table-name"),
+        "{text}"
+    );
 }
 
 // ---- status: the HOSTS column ----
