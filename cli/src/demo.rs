@@ -4,12 +4,12 @@
 //! The steps are public so the end-to-end tests drive the local cloud the same way.
 
 use crate::ops::execution::Ending;
-use crate::ops::hosts::host_invocations;
+use crate::ops::hosts::counts_line;
 use crate::ops::watch::{Progress, watch};
 use anyhow::{Context, Result, bail, ensure};
 use aws_config::SdkConfig;
 use certship_local::{LocalCloud, LocalOptions, hosts};
-use certship_shared::{DeploymentRequest, Trigger};
+use certship_shared::{DeploymentRequest, HostCounts, Trigger};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -241,10 +241,10 @@ async fn scenario(cloud: &LocalCloud, steps: &mut Steps) -> Result<()> {
     );
     let output = ending.output.context("the execution has no output")?;
     let serial = output.export.context("no serial")?.serial;
-    let command_id = output.dispatch.context("no command")?.command_id;
+    let counts = output.install.context("no install check")?.hosts;
 
-    steps.next("What each dev host did, and what it has on disk");
-    show_hosts(cloud, &command_id, &dev, cert_name, &serial).await?;
+    steps.next("What each dev host holds now, on disk");
+    show_hosts(cloud, counts, &dev, cert_name, &serial)?;
     let prod_root = cloud.hosts.root(&prod.instance_id);
     ensure!(
         !prod_root.join("etc/ssl").exists(),
@@ -282,8 +282,8 @@ async fn scenario(cloud: &LocalCloud, steps: &mut Steps) -> Result<()> {
         ending.cause
     );
     let output = ending.output.context("the execution has no output")?;
-    let command_id = output.dispatch.context("no command")?.command_id;
-    show_hosts(cloud, &command_id, &dev, cert_name, &renewed.serial).await?;
+    let counts = output.install.context("no install check")?.hosts;
+    show_hosts(cloud, counts, &dev, cert_name, &renewed.serial)?;
     ensure!(
         !prod_root.join("etc/ssl").exists(),
         "the prod host got files on renewal"
@@ -304,34 +304,22 @@ async fn follow_and_print(config: &SdkConfig, execution: &str) -> Result<Ending>
     Ok(watched.ending)
 }
 
-async fn show_hosts(
+/// The deployment's host counts, then each dev host's files, serial and key, read from disk.
+fn show_hosts(
     cloud: &LocalCloud,
-    command_id: &str,
+    counts: HostCounts,
     dev: &[String],
     cert_name: &str,
     serial: &str,
 ) -> Result<()> {
-    let ssm = aws_sdk_ssm::Client::new(cloud.sdk_config());
-    let invocations = host_invocations(&ssm, command_id).await?;
+    say(&format!("hosts tagged env=dev: {}", counts_line(&counts)));
+    ensure!(
+        counts.total as usize == dev.len() && counts.succeeded == counts.total,
+        "not every dev host converged: {}",
+        counts_line(&counts)
+    );
     for instance_id in dev {
-        let invocation = invocations
-            .iter()
-            .find(|o| &o.instance_id == instance_id)
-            .with_context(|| format!("{instance_id} has no invocation"))?;
-        let line = invocation.outcome.clone().unwrap_or_default();
-        say(&format!(
-            "{instance_id}: {} | {} serial {} | changed {} | reloaded {}",
-            invocation.status_name(),
-            as_json(&line.status),
-            as_json(&line.serial),
-            as_json(&line.changed),
-            as_json(&line.reloaded)
-        ));
-        ensure!(
-            invocation.status == Some(aws_sdk_ssm::types::CommandInvocationStatus::Success),
-            "{instance_id} ended {}",
-            invocation.status_name()
-        );
+        say(&format!("{instance_id}:"));
         let root = cloud.hosts.root(instance_id);
         for (file, mode) in installed_files(cert_name) {
             use std::os::unix::fs::PermissionsExt;
@@ -353,9 +341,4 @@ async fn show_hosts(
         say("  openssl: the private key matches the certificate");
     }
     Ok(())
-}
-
-/// A field of a host's outcome line as JSON writes it (`"installed"`, `true`, `null`).
-fn as_json(value: &impl serde::Serialize) -> String {
-    serde_json::to_string(value).unwrap_or_default()
 }

@@ -3,7 +3,7 @@
 //! This file only parses and dispatches: each command's arguments sit beside its `run()` in
 //! `commands/<name>.rs`.
 
-use certship_cli::commands::{deploy, follow, history, local, status, unmap};
+use certship_cli::commands::{deploy, follow, history, hosts, local, status, unmap};
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -26,9 +26,11 @@ enum Command {
     Follow(follow::FollowArgs),
     /// The mappings: deployed serial, expiry, last deployment, renewals not yet deployed
     Status(status::StatusArgs),
+    /// The hosts of a tag target: what each last reported, and which do not hold the current version
+    Hosts(hosts::HostsArgs),
     /// Recent deployments of a certificate, newest first
     History(history::HistoryArgs),
-    /// Remove a mapping and its secret (the files already on hosts stay)
+    /// Remove a mapping, its association, evidence and secret (the files already on hosts stay)
     Unmap(unmap::UnmapArgs),
     /// Run certship on this machine, on an embedded AWS emulator: no account needed
     Local(local::LocalArgs),
@@ -40,6 +42,7 @@ async fn main() -> ExitCode {
         Command::Deploy(args) => args.run().await,
         Command::Follow(args) => args.run().await,
         Command::Status(args) => args.run().await,
+        Command::Hosts(args) => args.run().await,
         Command::History(args) => args.run().await,
         Command::Unmap(args) => args.run().await,
         Command::Local(args) => args.run().await,

@@ -1,6 +1,6 @@
-//! The operator commands (`deploy`, `follow`, `status`, `history`, `unmap`), run as a user runs
-//! them: the `certship` binary against a local cloud, reached the way the AWS CLI reaches it
-//! (`AWS_ENDPOINT_URL` and the `CERTSHIP_*` variables `certship local env` prints).
+//! The operator commands (`deploy`, `follow`, `status`, `hosts`, `history`, `unmap`), run as a
+//! user runs them: the `certship` binary against a local cloud, reached the way the AWS CLI
+//! reaches it (`AWS_ENDPOINT_URL` and the `CERTSHIP_*` variables `certship local env` prints).
 
 use certship_local::hosts::{self, Simulation};
 use certship_local::{API_PATH, LocalCloud, LocalOptions};
@@ -11,6 +11,8 @@ use tempfile::TempDir;
 
 struct Cloud {
     cloud: LocalCloud,
+    /// The per-host evidence table, found by its key (`MappingId`) among the cloud's tables.
+    evidence_table: String,
     _state: TempDir,
 }
 
@@ -30,10 +32,37 @@ async fn start_with(configure: impl FnOnce(&mut LocalOptions)) -> Cloud {
     let cloud = LocalCloud::start(options)
         .await
         .expect("the local cloud starts");
+    let evidence_table = evidence_table(cloud.sdk_config()).await;
     Cloud {
         cloud,
+        evidence_table,
         _state: state,
     }
+}
+
+/// The table whose partition key is the evidence's (`MappingId`): the local cloud provisions it
+/// from the template, under whatever name it gives it.
+async fn evidence_table(config: &aws_config::SdkConfig) -> String {
+    let dynamodb = aws_sdk_dynamodb::Client::new(config);
+    let tables = dynamodb.list_tables().send().await.unwrap();
+    for name in tables.table_names() {
+        let described = dynamodb
+            .describe_table()
+            .table_name(name)
+            .send()
+            .await
+            .unwrap();
+        let keyed_by_mapping = described.table().is_some_and(|t| {
+            t.key_schema().iter().any(|k| {
+                k.attribute_name() == certship_shared::evidence::attr::MAPPING_ID
+                    && k.key_type() == &aws_sdk_dynamodb::types::KeyType::Hash
+            })
+        });
+        if keyed_by_mapping {
+            return name.clone();
+        }
+    }
+    panic!("no evidence table among {:?}", tables.table_names())
 }
 
 impl Cloud {
@@ -49,6 +78,7 @@ impl Cloud {
                 self.cloud.state_machine_arn.clone(),
             ),
             ("CERTSHIP_TABLE_NAME", self.cloud.table_name.clone()),
+            ("CERTSHIP_EVIDENCE_TABLE_NAME", self.evidence_table.clone()),
             (
                 "CERTSHIP_API_URL",
                 format!("{}{API_PATH}", self.cloud.endpoint),
@@ -207,19 +237,17 @@ async fn deploy_follow_status_history_and_unmap_against_the_local_cloud() {
         text.contains("INSTANCE") && text.contains("RELOADED"),
         "{text}"
     );
+    assert!(text.contains("Hosts: converged 2/2"), "{text}");
     for host in [&first, &second] {
         let row = text
             .lines()
             .find(|l| l.starts_with(host.as_str()))
             .unwrap_or_else(|| panic!("{host} in {text}"));
-        assert!(row.contains("Success") && row.contains(&serial), "{row}");
-        assert!(row.contains("yes"), "changed and reloaded: {row}");
         let cells = table_row(&text, host);
-        assert_eq!(cells["STATUS"], "Success", "{row}");
+        assert_eq!(cells["STATE"], "Converged", "{row}");
         assert_eq!(cells["SERIAL"], serial, "{row}");
-        assert_eq!(cells["CHANGED"], "yes", "{row}");
+        assert_eq!(cells["OUTCOME"], "installed", "{row}");
         assert_eq!(cells["RELOADED"], "yes", "{row}");
-        assert_eq!(cells["FAILURE"], "", "{row}");
     }
 
     // deploy --output json without waiting, then follow it as JSON
@@ -243,11 +271,13 @@ async fn deploy_follow_status_history_and_unmap_against_the_local_cloud() {
     let report = json_of(&followed);
     assert_eq!(report["status"], "SUCCEEDED");
     assert_eq!(report["hosts"].as_array().unwrap().len(), 2, "{report}");
+    assert_eq!(report["counts"]["Succeeded"], 2, "{report}");
+    assert!(report["associationId"].is_string(), "{report}");
     for host in report["hosts"].as_array().unwrap() {
-        assert_eq!(host["status"], "Success");
+        assert_eq!(host["state"], "Converged");
         assert_eq!(host["serial"], serial.as_str());
         assert_eq!(
-            host["changed"], false,
+            host["outcome"], "unchanged",
             "the same serial again changes nothing: {host}"
         );
     }
@@ -287,6 +317,37 @@ async fn deploy_follow_status_history_and_unmap_against_the_local_cloud() {
     assert_eq!(mappings[0]["deployedSerial"], serial.as_str());
     assert_eq!(mappings[0]["lastDeployment"]["status"], "Success");
     assert_eq!(mappings[0]["acm"]["newerThanDeployed"], false);
+    assert_eq!(mappings[0]["hosts"]["current"], 2, "{status}");
+    assert_eq!(mappings[0]["hosts"]["total"], 2, "{status}");
+    let text = stdout(&cloud.certship(&["status"]));
+    assert!(
+        text.contains("HOSTS") && text.contains("2/2 current"),
+        "{text}"
+    );
+
+    // hosts: both dev hosts hold the current version; none lacks its serial
+    let listed = cloud.certship(&["hosts", "--target", "env=dev"]);
+    let text = stdout(&listed);
+    assert_eq!(listed.status.code(), Some(0), "{}", both(&listed));
+    for host in [&first, &second] {
+        let cells = table_row(&text, host);
+        assert_eq!(cells["PING"], "Online", "{text}");
+        assert_eq!(cells["NAME"], "web", "{text}");
+        assert_eq!(cells["SERIAL"], serial, "{text}");
+        assert_eq!(cells["CURRENT"], "yes", "{text}");
+    }
+    assert!(text.contains("web: converged 2/2"), "{text}");
+    let lacking = cloud.certship(&["hosts", "--target", "env=dev", "--not-serial", &serial]);
+    assert!(
+        stdout(&lacking).starts_with("No host matches."),
+        "{}",
+        both(&lacking)
+    );
+    let stale = json_of(&cloud.certship(&[
+        "hosts", "--target", "env=dev", "--stale", "--output", "json",
+    ]));
+    assert_eq!(stale["hosts"], json!([]), "{stale}");
+    assert_eq!(stale["mappings"][0]["hosts"]["Total"], 2, "{stale}");
     assert!(
         mappings[0]["acm"]["daysLeft"].as_i64().unwrap() > 30,
         "{status}"
@@ -364,11 +425,26 @@ async fn deploy_follow_status_history_and_unmap_against_the_local_cloud() {
     let secret_arn = mappings[0]["secretArn"].as_str().unwrap().to_string();
     let removed = cloud.certship(&[&unmap[..], &["--yes"]].concat());
     assert_eq!(removed.status.code(), Some(0), "{}", both(&removed));
-    assert!(
-        stdout(&removed).contains("scheduled for deletion in 7 days"),
-        "{}",
-        both(&removed)
-    );
+    for said in [
+        "scheduled for deletion in 7 days",
+        "Deleted its association",
+        "Deleted 2 evidence item(s)",
+        "Released the name web on env=dev",
+    ] {
+        assert!(
+            stdout(&removed).contains(said),
+            "{said}: {}",
+            both(&removed)
+        );
+    }
+    let associations = aws_sdk_ssm::Client::new(cloud.cloud.sdk_config())
+        .list_associations()
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(associations.associations().len(), 0, "{associations:?}");
+    let after = stdout(&cloud.certship(&["hosts", "--target", "env=dev"]));
+    assert!(after.starts_with("No mapping targets env=dev"), "{after}");
     assert_eq!(
         json_of(&cloud.certship(&["status", "--output", "json"])),
         json!([])
@@ -436,7 +512,7 @@ async fn a_failed_deployment_exits_3_and_names_the_host_and_its_reason() {
             .unwrap_or_else(|| panic!("{id} in {text}"))
             .to_string()
     };
-    assert!(row(&good).contains("Success"), "{}", row(&good));
+    assert!(row(&good).contains("Converged"), "{}", row(&good));
     assert!(row(&bad).contains("Failed"), "{}", row(&bad));
     assert!(
         row(&bad).contains("rolled back"),
@@ -444,16 +520,26 @@ async fn a_failed_deployment_exits_3_and_names_the_host_and_its_reason() {
         row(&bad)
     );
     let bad_cells = table_row(&text, &bad);
-    assert_eq!(bad_cells["STATUS"], "Failed");
-    assert_eq!(
-        bad_cells["SERIAL"], "-",
-        "a failed host does not serve the new serial"
-    );
+    assert_eq!(bad_cells["STATE"], "Failed");
+    assert_eq!(bad_cells["OUTCOME"], "rolled-back");
     assert!(
-        bad_cells["FAILURE"].starts_with("rolled back: "),
-        "{bad_cells:?}"
+        bad_cells["SERIAL"].ends_with("(tried)"),
+        "a failed host does not serve the new serial: {bad_cells:?}"
     );
-    assert_eq!(table_row(&text, &good)["FAILURE"], "");
+    assert_eq!(table_row(&text, &good)["STATE"], "Converged");
+
+    // hosts --failed names the host that rolled back, and only it
+    let failed = json_of(&cloud.certship(&[
+        "hosts", "--target", "env=qa", "--failed", "--output", "json",
+    ]));
+    let failed_hosts: Vec<&str> = failed["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["instanceId"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed_hosts, [bad.as_str()], "{failed}");
+    assert_eq!(failed["hosts"][0]["outcome"], "rolled-back");
 
     // a bad request is refused before anything starts, naming the flag
     let before = cloud.executions().await;
@@ -624,22 +710,33 @@ async fn follow_draws_a_live_line_in_a_terminal_and_stack_outputs_find_certship(
     // with --stack, the stack's outputs name the table, the state machine and the API
     let outputs = json!({
         "TableName": cloud.cloud.table_name,
+        "EvidenceTableName": cloud.evidence_table,
         "StateMachineArn": cloud.cloud.state_machine_arn,
         "ApiUrl": format!("{}{API_PATH}", cloud.cloud.endpoint),
     });
-    let template = json!({
-        "Resources": {"Queue": {"Type": "AWS::SQS::Queue"}},
-        "Outputs": outputs.as_object().unwrap().iter()
-            .map(|(k, v)| (k.clone(), json!({"Value": v})))
-            .collect::<serde_json::Map<_, _>>(),
-    });
-    aws_sdk_cloudformation::Client::new(cloud.cloud.sdk_config())
-        .create_stack()
-        .stack_name("certship-local")
-        .template_body(template.to_string())
-        .send()
-        .await
-        .unwrap();
+    let create_stack = |name: &'static str, outputs: Value| {
+        let template = json!({
+            "Resources": {"Queue": {"Type": "AWS::SQS::Queue"}},
+            "Outputs": outputs.as_object().unwrap().iter()
+                .map(|(k, v)| (k.clone(), json!({"Value": v})))
+                .collect::<serde_json::Map<_, _>>(),
+        });
+        let cloudformation = aws_sdk_cloudformation::Client::new(cloud.cloud.sdk_config());
+        async move {
+            cloudformation
+                .create_stack()
+                .stack_name(name)
+                .template_body(template.to_string())
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    create_stack("certship-local", outputs.clone()).await;
+    // a stack from before convergence: no EvidenceTableName
+    let mut older = outputs.clone();
+    older.as_object_mut().unwrap().remove("EvidenceTableName");
+    create_stack("certship-older", older).await;
     let by_stack = certship_with(
         &unset,
         &[
@@ -662,6 +759,48 @@ async fn follow_draws_a_live_line_in_a_terminal_and_stack_outputs_find_certship(
         &["status", "--stack", "certship-local", "--output", "json"],
     );
     assert_eq!(json_of(&status)[0]["certName"], "web", "{}", both(&status));
+    assert_eq!(
+        json_of(&status)[0]["hosts"]["total"],
+        1,
+        "{}",
+        both(&status)
+    );
+    let hosts = certship_with(
+        &unset,
+        &[
+            "hosts",
+            "--stack",
+            "certship-local",
+            "--target",
+            "env=stage",
+        ],
+    );
+    assert_eq!(hosts.status.code(), Some(0), "{}", both(&hosts));
+
+    // an older stack: hosts says what is missing; status still shows, with `?` for HOSTS
+    let hosts = certship_with(
+        &unset,
+        &[
+            "hosts",
+            "--stack",
+            "certship-older",
+            "--target",
+            "env=stage",
+        ],
+    );
+    assert_eq!(hosts.status.code(), Some(1), "{}", both(&hosts));
+    assert!(
+        both(&hosts).contains("predates per-host evidence"),
+        "{}",
+        both(&hosts)
+    );
+    let status = certship_with(&unset, &["status", "--stack", "certship-older"]);
+    assert_eq!(status.status.code(), Some(0), "{}", both(&status));
+    assert!(
+        stdout(&status).contains("HOSTS ?: stack certship-older has no output EvidenceTableName"),
+        "{}",
+        both(&status)
+    );
     let history = certship_with(
         &unset,
         &[

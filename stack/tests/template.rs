@@ -169,3 +169,126 @@ async fn the_renewal_rule_routes_acm_renewals_and_nothing_else() {
     }
     assert_eq!(routed, ["ACM Certificate Available / RENEWAL"]);
 }
+
+/// The template refuses a ReconcileSchedule at deploy time exactly when dispatch-install would
+/// refuse it at run time (`certship_shared::schedule`, the one rule): same answer on every sample.
+#[test]
+fn the_reconcile_schedule_pattern_and_the_shared_rule_agree() {
+    use certship_shared::schedule::{DEFAULT_RECONCILE_SCHEDULE, ReconcileSchedule};
+    let template = template();
+    let parameter = &template["Parameters"]["ReconcileSchedule"];
+    assert_eq!(parameter["Default"], DEFAULT_RECONCILE_SCHEDULE);
+    let pattern = regex::Regex::new(parameter["AllowedPattern"].as_str().unwrap()).unwrap();
+    let mut samples: Vec<String> = [
+        "",
+        "hourly",
+        "rate(1 minute)",
+        "rate(29 minutes)",
+        "rate(30 minutes)",
+        "rate(031 minutes)",
+        "rate(1 hour)",
+        "rate(1 hours)",
+        "rate(2 hour)",
+        "rate(0 hours)",
+        "rate(1 day)",
+        "rate(1 days)",
+        "rate(30 days)",
+        "rate(31 days)",
+        "rate(44639 minutes)",
+        "rate(744 hours)",
+        "rate(743 hours)",
+        "at(2026-01-01T00:00:00)",
+        "cron(0 0/4 * * ? *)",
+        "cron()",
+        "cron( )",
+        "rate( 1 hour)",
+        "rate(1  hour)",
+        "rate(44640 minutes)",
+        "rate(9999 minutes)",
+        "rate(10000 minutes)",
+        "rate(39999 minutes)",
+        "rate(43999 minutes)",
+        "rate(44599 minutes)",
+        "rate(99999 minutes)",
+    ]
+    .map(String::from)
+    .to_vec();
+    for n in 1..=800 {
+        for unit in ["minute", "minutes", "hour", "hours", "day", "days"] {
+            samples.push(format!("rate({n} {unit})"));
+        }
+    }
+    let disagreements: Vec<String> = samples
+        .iter()
+        .filter(|s| pattern.is_match(s) != ReconcileSchedule::parse(s).is_ok())
+        .map(|s| format!("{s:?}: template {}", pattern.is_match(s)))
+        .collect();
+    assert!(disagreements.is_empty(), "{disagreements:#?}");
+}
+
+/// The association's output bucket holds every host's report: private, encrypted, TLS only,
+/// expiring; hosts write only under their own tag value, and it notifies record-host-evidence
+/// of each run's stdout only.
+#[test]
+fn run_output_is_private_expiring_and_written_only_under_the_hosts_tag() {
+    let template = template();
+    let resources = &template["Resources"];
+    let bucket = &resources["AssociationOutputBucket"]["Properties"];
+    let block = &bucket["PublicAccessBlockConfiguration"];
+    for setting in [
+        "BlockPublicAcls",
+        "BlockPublicPolicy",
+        "IgnorePublicAcls",
+        "RestrictPublicBuckets",
+    ] {
+        assert_eq!(block[setting], true, "{setting}");
+    }
+    assert!(
+        bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+            ["ServerSideEncryptionByDefault"]["SSEAlgorithm"]
+            .is_string()
+    );
+    let rule = &bucket["LifecycleConfiguration"]["Rules"][0];
+    assert_eq!(rule["Status"], "Enabled");
+    assert!(rule["ExpirationInDays"].as_u64().unwrap() <= 30);
+    let deny =
+        &resources["AssociationOutputBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"][0];
+    assert_eq!(deny["Effect"], "Deny");
+    assert_eq!(deny["Condition"]["Bool"]["aws:SecureTransport"], "false");
+
+    // The host policy: S3 writes only under ${aws:PrincipalTag/<HostTagKey>}/.
+    let Value::Tagged(sub) = &resources["HostSecretReadPolicy"]["Properties"]["PolicyDocument"]
+    else {
+        panic!("the host policy is a Fn::Sub");
+    };
+    let document = sub.value[0].as_str().unwrap();
+    let json: serde_json::Value = serde_json::from_str(document).unwrap();
+    let writes: Vec<&serde_json::Value> = json["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["Action"].to_string().contains("s3:PutObject"))
+        .collect();
+    assert_eq!(writes.len(), 1);
+    assert_eq!(
+        writes[0]["Resource"],
+        "arn:${AWS::Partition}:s3:::${AssociationOutputBucket}/${PrincipalTagVariable}/*"
+    );
+
+    // record-host-evidence hears of stdout objects only.
+    let event = &resources["RecordHostEvidenceFunction"]["Properties"]["Events"]["RunOutput"];
+    assert_eq!(event["Type"], "S3");
+    assert_eq!(
+        event["Properties"]["Filter"]["S3Key"]["Rules"][0]["Value"],
+        "/stdout"
+    );
+    // dispatch-install gets the schedule, bucket and dispatch role it passes to SSM.
+    let env = &resources["DispatchInstallFunction"]["Properties"]["Environment"]["Variables"];
+    for name in [
+        "RECONCILE_SCHEDULE",
+        "ASSOCIATION_OUTPUT_BUCKET",
+        "ASSOCIATION_DISPATCH_ROLE_ARN",
+    ] {
+        assert!(!env[name].is_null(), "{name}");
+    }
+}

@@ -81,7 +81,8 @@ impl DeployArgs {
             OutputFormat::Json => {}
         }
         if self.wait {
-            return follow_execution(&clients, &execution_arn, self.output.output).await;
+            return follow_execution(&clients, &resources, &execution_arn, self.output.output)
+                .await;
         }
         Ok(ExitCode::SUCCESS)
     }

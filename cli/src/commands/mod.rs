@@ -4,6 +4,7 @@
 pub mod deploy;
 pub mod follow;
 pub mod history;
+pub mod hosts;
 pub mod local;
 pub mod status;
 pub mod unmap;

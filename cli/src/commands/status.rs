@@ -14,8 +14,9 @@ use std::process::ExitCode;
   certship status --certificate-arn arn:aws:acm:…:certificate/0d3f… --output json
   certship status --target env=prod
 
-Expiry is highlighted under 30 days; ACM says \"newer serial\" when it renewed the certificate
-and that serial is not deployed yet.")]
+HOSTS: the hosts tagged with the target that hold the mapping's current version, out of all
+tagged hosts (`certship hosts --target K=V` lists them). Expiry is highlighted under 30 days;
+ACM says \"newer serial\" when it renewed the certificate and that serial is not deployed yet.")]
 pub struct StatusArgs {
     /// Only the mappings of this certificate
     #[arg(long, value_name = "ARN")]
@@ -34,9 +35,8 @@ pub struct StatusArgs {
 impl StatusArgs {
     pub async fn run(self) -> Result<ExitCode> {
         let clients = Clients::load(&self.aws).await?;
-        let table = Resources::new(&clients.cloudformation, &self.stack)
-            .table_name()
-            .await?;
+        let resources = Resources::new(&clients.cloudformation, &self.stack);
+        let table = resources.table_name().await?;
         let mappings = ops::status::mappings(
             &clients.dynamodb,
             &table,
@@ -44,7 +44,20 @@ impl StatusArgs {
             self.target.as_ref(),
         )
         .await?;
-        let rows = ops::status::rows(&clients.acm, mappings).await;
+        let mut rows = ops::status::rows(&clients.acm, mappings).await;
+        // Without an evidence table (an older stack) the HOSTS column says why, and the rest of
+        // the status still shows.
+        let evidence_table = resources
+            .evidence_table_name()
+            .await
+            .map_err(|e| format!("{e:#}"));
+        ops::status::count_hosts(
+            &clients.ssm,
+            &clients.dynamodb,
+            evidence_table.as_deref().map_err(Clone::clone),
+            &mut rows,
+        )
+        .await;
         match self.output.output {
             OutputFormat::Text => {
                 println!("{}", ops::status::text(&rows, colour(&std::io::stdout())))

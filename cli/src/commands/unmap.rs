@@ -1,5 +1,5 @@
-//! `certship unmap`: removes a mapping and schedules its secret for deletion; the files already
-//! on hosts stay.
+//! `certship unmap`: removes a mapping, its association, its hosts' evidence and its name claim,
+//! and schedules its secret for deletion; the files already on hosts stay.
 
 use crate::ops::stack::Resources;
 use crate::ops::{self, AwsArgs, Clients, StackArgs};
@@ -12,8 +12,10 @@ use std::process::ExitCode;
 #[command(after_help = "Example:
   certship unmap --stack certship --certificate-arn arn:aws:acm:…:certificate/0d3f… --name web --target env=prod
 
-The secret is scheduled for deletion after 7 days (`aws secretsmanager restore-secret` brings it
-back). Renewals no longer reach the target; the files on its hosts stay until you remove them.")]
+The mapping's State Manager association is deleted, so no host (new or old) is asked to
+install the certificate again, and its per-host evidence goes with it. The secret is scheduled
+for deletion after 7 days (`aws secretsmanager restore-secret` brings it back). Renewals no
+longer reach the target; the files on its hosts stay until you remove them.")]
 pub struct UnmapArgs {
     /// The mapped certificate
     #[arg(long, value_name = "ARN")]
@@ -36,9 +38,9 @@ pub struct UnmapArgs {
 impl UnmapArgs {
     pub async fn run(self) -> Result<ExitCode> {
         let clients = Clients::load(&self.aws).await?;
-        let table = Resources::new(&clients.cloudformation, &self.stack)
-            .table_name()
-            .await?;
+        let resources = Resources::new(&clients.cloudformation, &self.stack);
+        let table = resources.table_name().await?;
+        let evidence_table = resources.evidence_table_name().await?;
         let Some(mapping) = ops::unmap::find(
             &clients.dynamodb,
             &table,
@@ -70,7 +72,7 @@ impl UnmapArgs {
                 bail!("not removing {what} without confirmation: pass --yes");
             }
             eprint!(
-                "Remove {what}, and schedule its secret for deletion in {} days? Files on the hosts stay. [y/N] ",
+                "Remove {what}, its association and evidence, and schedule its secret for deletion in {} days? Files on the hosts stay. [y/N] ",
                 ops::unmap::RECOVERY_WINDOW_DAYS
             );
             let mut answer = String::new();
@@ -80,10 +82,37 @@ impl UnmapArgs {
                 return Ok(ExitCode::SUCCESS);
             }
         }
-        let secret =
-            ops::unmap::remove(&clients.dynamodb, &clients.secrets, &table, &mapping).await?;
+        let tables = ops::unmap::Tables {
+            mappings: &table,
+            evidence: &evidence_table,
+        };
+        let removed = ops::unmap::remove(
+            &clients.dynamodb,
+            &clients.ssm,
+            &clients.secrets,
+            &tables,
+            &mapping,
+        )
+        .await?;
         println!("Removed {what}.");
-        match secret {
+        match removed.associations.as_slice() {
+            [] => println!("It had no association left to delete."),
+            ids => println!(
+                "Deleted its association {}: no host is asked to install it any more.",
+                ids.join(", ")
+            ),
+        }
+        println!(
+            "Deleted {} evidence item(s) of its hosts.",
+            removed.evidence_items
+        );
+        if removed.claim_released {
+            println!(
+                "Released the name {} on {}={}.",
+                mapping.cert_name, mapping.target_tag_key, mapping.target_tag_value
+            );
+        }
+        match removed.secret_arn {
             Some(arn) => println!(
                 "Its secret {arn} is scheduled for deletion in {} days (aws secretsmanager restore-secret --secret-id … brings it back).",
                 ops::unmap::RECOVERY_WINDOW_DAYS

@@ -168,25 +168,29 @@ pub fn summarize(state: &str, output: &WorkflowState) -> Option<String> {
         }
         DISPATCH_STATE => {
             let dispatch = output.dispatch.as_ref()?;
-            Some(format!(
-                "sent command {} to hosts tagged {}={} (deadline {})",
-                dispatch.command_id,
-                output.request.target_tag_key,
-                output.request.target_tag_value,
-                dispatch.deadline_at
-            ))
+            let target = format!(
+                "{}={}",
+                output.request.target_tag_key, output.request.target_tag_value
+            );
+            Some(match (&dispatch.association_id, &dispatch.command_id) {
+                (Some(association), _) => format!(
+                    "association {association} (version {}) now holds every host tagged {target} to this version (deadline {})",
+                    dispatch.association_version.as_deref().unwrap_or("?"),
+                    dispatch.deadline_at
+                ),
+                (None, Some(command)) => format!(
+                    "sent command {command} to hosts tagged {target} (deadline {})",
+                    dispatch.deadline_at
+                ),
+                (None, None) => format!("dispatched to hosts tagged {target}"),
+            })
         }
         CHECK_STATE => {
             let install = output.install.as_ref()?;
-            let hosts = install.hosts;
             let mut line = format!(
-                "{}: {} of {} hosts done ({} succeeded, {} failed, {} pending)",
+                "{}: {}",
                 install_status(install.status),
-                hosts.succeeded + hosts.failed,
-                hosts.total,
-                hosts.succeeded,
-                hosts.failed,
-                hosts.pending,
+                super::hosts::counts_line(&install.hosts)
             );
             for failure in &install.failures {
                 line.push_str(&format!(
@@ -226,7 +230,7 @@ mod tests {
             "CertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/abc", "CertName": "web",
             "TargetTagKey": "env", "TargetTagValue": "dev",
             "Install": {"Status": "Failed", "WaitSeconds": 2, "Poll": 3,
-                        "Hosts": {"Total": 2, "Succeeded": 1, "Failed": 1, "Pending": 0},
+                        "Hosts": {"Total": 3, "Succeeded": 1, "Failed": 1, "Pending": 0, "Deferred": 1},
                         "Failures": [{"InstanceId": "i-1", "StatusDetails": "Failed", "Output": "x"}]},
             "Dispatch": {"CommandId": "c-1", "RequestedAt": "2026-01-01T00:00:00Z",
                          "DeadlineAt": "2026-01-01T00:00:00Z"},
@@ -234,13 +238,28 @@ mod tests {
         .unwrap();
         let check = summarize(CHECK_STATE, &output).unwrap();
         assert!(
-            check.starts_with("Failed: 2 of 2 hosts done (1 succeeded, 1 failed"),
+            check.starts_with("Failed: converged 1/3, failed 1, deferred 1\n"),
             "{check}"
         );
         assert!(check.contains("i-1 Failed"), "{check}");
         let dispatch = summarize(DISPATCH_STATE, &output).unwrap();
         assert!(
-            dispatch.contains("c-1") && dispatch.contains("env=dev"),
+            dispatch.contains("command c-1") && dispatch.contains("env=dev"),
+            "an execution from before convergence: {dispatch}"
+        );
+        let mut converging = output.clone();
+        converging.dispatch = Some(certship_shared::DispatchResult {
+            association_id: Some("8c3e0c6e".into()),
+            association_version: Some("3".into()),
+            command_id: None,
+            requested_at: "2026-01-01T00:00:00Z".into(),
+            deadline_at: "2026-01-01T00:10:00Z".into(),
+            document_name: "Install-Certificate-Linux".into(),
+        });
+        let dispatch = summarize(DISPATCH_STATE, &converging).unwrap();
+        assert!(
+            dispatch.starts_with("association 8c3e0c6e (version 3)")
+                && dispatch.contains("env=dev"),
             "{dispatch}"
         );
         assert_eq!(summarize("Wait for hosts", &output), None);

@@ -1,12 +1,15 @@
-//! The operator commands: `deploy`, `follow`, `status`, `history` and `unmap`. They talk to AWS
+//! The operator commands: `deploy`, `follow`, `status`, `hosts`, `history` and `unmap`. They talk to AWS
 //! through the normal credential chain, and to the local cloud the same way: it is just another
 //! endpoint (`eval "$(certship local env)"` or `--endpoint-url`).
 
 pub mod api;
 pub mod deploy;
+pub mod evidence;
 pub mod execution;
 pub mod history;
 pub mod hosts;
+pub mod invocations;
+pub mod nodes;
 pub mod report;
 pub mod stack;
 pub mod status;
@@ -29,6 +32,7 @@ pub mod env {
     pub const STACK: &str = "CERTSHIP_STACK";
     pub const STATE_MACHINE_ARN: &str = "CERTSHIP_STATE_MACHINE_ARN";
     pub const TABLE_NAME: &str = "CERTSHIP_TABLE_NAME";
+    pub const EVIDENCE_TABLE_NAME: &str = "CERTSHIP_EVIDENCE_TABLE_NAME";
     pub const API_URL: &str = "CERTSHIP_API_URL";
 }
 
@@ -58,12 +62,16 @@ pub struct StackArgs {
     /// The mapping table (default: the stack's TableName output)
     #[arg(long, value_name = "NAME", env = env::TABLE_NAME)]
     pub table_name: Option<String>,
+    /// The per-host evidence table (default: the stack's EvidenceTableName output)
+    #[arg(long, value_name = "NAME", env = env::EVIDENCE_TABLE_NAME)]
+    pub evidence_table_name: Option<String>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum OutputFormat {
     /// Readable lines and tables
     #[default]
+    #[value(alias = "table")]
     Text,
     /// One JSON document on stdout, for scripts
     Json,
@@ -71,7 +79,7 @@ pub enum OutputFormat {
 
 #[derive(Args, Debug, Clone, Copy, Default)]
 pub struct OutputArgs {
-    /// text for people, json for scripts
+    /// text (or table) for people, json for scripts
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }

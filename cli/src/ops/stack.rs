@@ -48,10 +48,31 @@ impl<'a> Resources<'a> {
         self.resolve(None, "ApiUrl", "--api-url").await
     }
 
+    /// The per-host evidence table. A stack from before convergence has no such output, and
+    /// the error says so rather than suggesting it is not a certship stack.
+    pub async fn evidence_table_name(&self) -> Result<String> {
+        if let Some(value) = &self.args.evidence_table_name {
+            return Ok(value.clone());
+        }
+        let outputs = self.outputs(EVIDENCE_FLAG).await?;
+        evidence_output(self.args.stack.as_deref().unwrap_or_default(), outputs)
+    }
+
     async fn resolve(&self, given: Option<&String>, output: &str, flag: &str) -> Result<String> {
         if let Some(value) = given {
             return Ok(value.clone());
         }
+        let outputs = self.outputs(flag).await?;
+        let stack = self.args.stack.as_deref().unwrap_or_default();
+        outputs.get(output).cloned().with_context(|| {
+            format!(
+                "stack {stack} has no output {output}; is it a certship stack? Pass {flag} instead"
+            )
+        })
+    }
+
+    /// The stack's outputs, read once; without a stack, an error naming `flag`.
+    async fn outputs(&self, flag: &str) -> Result<&HashMap<String, String>> {
         let Some(stack) = &self.args.stack else {
             bail!(
                 "which certship? Pass {flag}, or --stack NAME (or set {}) to read it from the stack's outputs; \
@@ -59,16 +80,29 @@ impl<'a> Resources<'a> {
                 env::STACK
             );
         };
-        let outputs = self
-            .outputs
+        self.outputs
             .get_or_try_init(|| stack_outputs(self.cloudformation, stack))
-            .await?;
-        outputs.get(output).cloned().with_context(|| {
-            format!(
-                "stack {stack} has no output {output}; is it a certship stack? Pass {flag} instead"
-            )
-        })
+            .await
     }
+}
+
+const EVIDENCE_OUTPUT: &str = "EvidenceTableName";
+const EVIDENCE_FLAG: &str = "--evidence-table-name";
+
+/// The evidence table among a stack's outputs, or why it is not there.
+fn evidence_output(stack: &str, outputs: &HashMap<String, String>) -> Result<String> {
+    if let Some(value) = outputs.get(EVIDENCE_OUTPUT) {
+        return Ok(value.clone());
+    }
+    if outputs.contains_key("StateMachineArn") {
+        bail!(
+            "stack {stack} has no output {EVIDENCE_OUTPUT}: it predates per-host evidence \
+             (convergence). Update the stack to this version of certship, or pass {EVIDENCE_FLAG}"
+        );
+    }
+    bail!(
+        "stack {stack} has no output {EVIDENCE_OUTPUT}; is it a certship stack? Pass {EVIDENCE_FLAG} instead"
+    )
 }
 
 async fn stack_outputs(
@@ -91,4 +125,35 @@ async fn stack_outputs(
         .iter()
         .filter_map(|o| Some((o.output_key()?.to_string(), o.output_value()?.to_string())))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stack_from_before_convergence_is_told_apart_from_another_stack() {
+        let mut outputs = HashMap::from([(
+            "StateMachineArn".to_string(),
+            "arn:aws:states:eu-west-1:111122223333:stateMachine:certship".to_string(),
+        )]);
+        let older = evidence_output("certship", &outputs)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            older.contains("stack certship has no output EvidenceTableName")
+                && older.contains("predates per-host evidence")
+                && older.contains("--evidence-table-name"),
+            "{older}"
+        );
+        let other = evidence_output("web", &HashMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(other.contains("is it a certship stack?"), "{other}");
+        outputs.insert("EvidenceTableName".into(), "certship-evidence".into());
+        assert_eq!(
+            evidence_output("certship", &outputs).unwrap(),
+            "certship-evidence"
+        );
+    }
 }

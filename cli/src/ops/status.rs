@@ -1,14 +1,17 @@
 //! `certship status`: every mapping, with its certificate's serial and expiry as ACM has them
-//! now, how its last deployment went, and whether ACM holds a newer serial than the one deployed.
+//! now, how many of its target's hosts hold its current version, how its last deployment went,
+//! and whether ACM holds a newer serial than the one deployed.
 
+use super::hosts::{self, Desired};
 use super::{explain, table};
 use anyhow::{Context, Result};
 use aws_sdk_dynamodb::types::AttributeValue;
+use certship_shared::HostCounts;
 use certship_shared::arn::CertificateArn;
-use certship_shared::mapping::{Mapping, attr};
+use certship_shared::mapping::{Mapping, attr, is_claim};
 use certship_shared::naming::tag_key_value;
 use serde_json::{Value, json};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::SystemTime;
 
 /// Days left under which an expiry is highlighted.
@@ -19,6 +22,8 @@ pub const EXPIRY_WARNING_DAYS: i64 = 30;
 pub struct Row {
     pub mapping: Mapping,
     pub acm: Result<AcmView, String>,
+    /// Its target's hosts judged against its current version; `None` until counted.
+    pub hosts: Option<Result<HostCounts, String>>,
 }
 
 /// The certificate as ACM has it now.
@@ -53,19 +58,20 @@ pub async fn mappings(
     target: Option<&(String, String)>,
 ) -> Result<Vec<Mapping>> {
     let query = dynamodb.query().table_name(table_name);
+    // A target names the partition, the cheaper read even when a certificate is named too.
     let query = match (certificate_arn, target) {
-        (Some(arn), _) => Some(
+        (_, Some((key, value))) => Some(
+            query
+                .key_condition_expression("#pk = :pk")
+                .expression_attribute_names("#pk", attr::PARTITION_KEY)
+                .expression_attribute_values(":pk", AttributeValue::S(tag_key_value(key, value))),
+        ),
+        (Some(arn), None) => Some(
             query
                 .index_name(attr::BY_CERTIFICATE_ARN)
                 .key_condition_expression("#arn = :arn")
                 .expression_attribute_names("#arn", attr::CERTIFICATE_ARN)
                 .expression_attribute_values(":arn", AttributeValue::S(arn.to_string())),
-        ),
-        (None, Some((key, value))) => Some(
-            query
-                .key_condition_expression("#pk = :pk")
-                .expression_attribute_names("#pk", attr::PARTITION_KEY)
-                .expression_attribute_values(":pk", AttributeValue::S(tag_key_value(key, value))),
         ),
         (None, None) => None,
     };
@@ -89,13 +95,18 @@ pub async fn mappings(
             }
         }
     }
+    // Name claims share the mapping's partition; they are not mappings.
     let mut mappings = items
         .iter()
+        .filter(|item| !is_claim(item))
         .map(Mapping::from_item)
         .collect::<Result<Vec<_>, _>>()
         .context("the mapping table holds an item certship did not write")?;
     if let Some((key, value)) = target {
         mappings.retain(|m| &m.target_tag_key == key && &m.target_tag_value == value);
+    }
+    if let Some(arn) = certificate_arn {
+        mappings.retain(|m| m.certificate_arn == arn);
     }
     mappings.sort_by(|a, b| {
         (&a.target_tag_key, &a.target_tag_value, &a.cert_name).cmp(&(
@@ -119,9 +130,78 @@ pub async fn rows(acm: &aws_sdk_acm::Client, mappings: Vec<Mapping>) -> Vec<Row>
             views.insert(mapping.certificate_arn.clone(), view);
         }
         let acm = views[&mapping.certificate_arn].clone();
-        rows.push(Row { mapping, acm });
+        rows.push(Row {
+            mapping,
+            acm,
+            hosts: None,
+        });
     }
     rows
+}
+
+/// Counts each row's hosts: one node listing per distinct target and one evidence query per
+/// mapping, the same reads as `certship hosts`. A target that cannot be read marks its rows
+/// with the error; without an evidence table every row carries why.
+pub async fn count_hosts(
+    ssm: &aws_sdk_ssm::Client,
+    dynamodb: &aws_sdk_dynamodb::Client,
+    evidence_table: Result<&str, String>,
+    rows: &mut [Row],
+) {
+    let evidence_table = match evidence_table {
+        Ok(table) => table,
+        Err(e) => {
+            for row in rows.iter_mut() {
+                row.hosts = Some(Err(e.clone()));
+            }
+            return;
+        }
+    };
+    let mut by_target: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
+    for (i, row) in rows.iter().enumerate() {
+        let m = &row.mapping;
+        by_target
+            .entry((m.target_tag_key.clone(), m.target_tag_value.clone()))
+            .or_default()
+            .push(i);
+    }
+    for (target, indexes) in by_target {
+        let desired = indexes
+            .iter()
+            .map(|&i| Desired::of_mapping(&rows[i].mapping))
+            .collect();
+        match hosts::collect(ssm, dynamodb, evidence_table, &target, desired).await {
+            Ok(fleet) => {
+                for (n, &i) in indexes.iter().enumerate() {
+                    rows[i].hosts = Some(Ok(fleet.counts(n)));
+                }
+            }
+            Err(e) => {
+                let e = format!("{e:#}");
+                for &i in &indexes {
+                    rows[i].hosts = Some(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// `998/1000 current`: the hosts holding the mapping's current version out of those tagged.
+fn hosts_cell(hosts: &Option<Result<HostCounts, String>>, colour: bool) -> String {
+    match hosts {
+        None => "-".into(),
+        Some(Err(_)) => "?".into(),
+        Some(Ok(c)) => {
+            let text = format!("{}/{} current", c.succeeded, c.total);
+            if c.failed > 0 {
+                table::highlight(&text, colour, true)
+            } else if c.succeeded < c.total {
+                table::highlight(&text, colour, false)
+            } else {
+                text
+            }
+        }
+    }
 }
 
 async fn describe(acm: &aws_sdk_acm::Client, certificate_arn: &str) -> Result<AcmView> {
@@ -203,24 +283,37 @@ pub fn text(rows: &[Row], colour: bool) -> String {
                 m.cert_name.clone(),
                 format!("{}={}", m.target_tag_key, m.target_tag_value),
                 m.serial.clone().unwrap_or_else(|| "-".into()),
+                hosts_cell(&row.hosts, colour),
                 expires,
                 last_deployment(m),
                 acm,
             ]
         })
         .collect();
-    table::render(
+    let mut text = table::render(
         &[
             "CERTIFICATE",
             "NAME",
             "TARGET",
             "DEPLOYED SERIAL",
+            "HOSTS",
             "EXPIRES",
             "LAST DEPLOYMENT",
             "ACM",
         ],
         &cells,
-    )
+    );
+    // Each reason a HOSTS cell shows `?`, once.
+    let mut errors: Vec<&str> = rows
+        .iter()
+        .filter_map(|r| r.hosts.as_ref()?.as_ref().err().map(String::as_str))
+        .collect();
+    errors.sort_unstable();
+    errors.dedup();
+    for error in errors {
+        text.push_str(&format!("\nHOSTS ?: {error}"));
+    }
+    text
 }
 
 /// `certificate/<id>` and the region: enough to tell certificates apart in a table.
@@ -244,6 +337,19 @@ pub fn json(rows: &[Row]) -> Value {
                     "secretArn": m.secret_arn,
                     "deployedSerial": m.serial,
                     "lastExported": m.last_exported_date,
+                    "secretVersionId": m.secret_version_id,
+                    "associationId": m.association_id,
+                    "hosts": match &row.hosts {
+                        None => Value::Null,
+                        Some(Ok(c)) => json!({
+                            "current": c.succeeded,
+                            "total": c.total,
+                            "failed": c.failed,
+                            "deferred": c.deferred,
+                            "pending": c.pending,
+                        }),
+                        Some(Err(e)) => json!({"error": e}),
+                    },
                     "lastDeployment": m.last_deployment.as_ref().map(|l| json!({
                         "executionArn": l.execution_arn,
                         "status": l.status,
@@ -283,8 +389,11 @@ mod tests {
                 serial: deployed.map(String::from),
                 cert_expiry_date: None,
                 last_exported_date: None,
+                association_id: None,
+                secret_version_id: None,
                 last_deployment: None,
             },
+            hosts: None,
             acm: Ok(AcmView {
                 serial: acm.map(String::from),
                 not_after: Some("2027-01-01T00:00:00Z".into()),

@@ -1,12 +1,37 @@
-//! `certship unmap`: removes a mapping and schedules its secret for deletion. Files already on
-//! the hosts stay where they are.
+//! `certship unmap`: removes a mapping with everything certship keeps for it: its State Manager
+//! association (so no host is asked to install it again), its hosts' evidence, the mapping item,
+//! its CertName claim, and its secret (scheduled for deletion). Files already on the hosts stay
+//! where they are.
 
-use super::explain;
+use super::{evidence, explain};
 use anyhow::{Context, Result, bail};
-use certship_shared::mapping::{Mapping, attr, key};
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_ssm::types::{AssociationFilter, AssociationFilterKey};
+use certship_shared::mapping::{Mapping, attr, claim_key, key};
+use certship_shared::naming::{association_name, mapping_id};
 
 /// Days Secrets Manager keeps the secret restorable (`aws secretsmanager restore-secret`).
 pub const RECOVERY_WINDOW_DAYS: i64 = 7;
+
+/// Where unmap reads and deletes.
+pub struct Tables<'a> {
+    pub mappings: &'a str,
+    pub evidence: &'a str,
+}
+
+/// What unmap removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Removed {
+    /// The associations deleted (none when the mapping never had one, or it was already gone).
+    pub associations: Vec<String>,
+    /// How many evidence items were deleted.
+    pub evidence_items: usize,
+    /// Whether the CertName claim was released (false when another certificate holds the name
+    /// on the target, or there was no claim).
+    pub claim_released: bool,
+    /// The secret scheduled for deletion, when there was one.
+    pub secret_arn: Option<String>,
+}
 
 /// The mapping of `certificate_arn` named `cert_name` on `target`, if there is one.
 pub async fn find(
@@ -32,17 +57,35 @@ pub async fn find(
         .context("the mapping table holds an item certship did not write")
 }
 
-/// Deletes `mapping` (only if it is still there) and schedules its secret for deletion.
-/// Returns the secret's ARN when there was one.
+/// Removes `mapping` and what belongs to it.
+///
+/// The order makes a failure safe to retry with `certship unmap` again: the association goes
+/// first (nothing installs the certificate any more), then the evidence, while the mapping item
+/// still names what to clean; then the mapping item itself (only if it is still there), its
+/// name claim, and last the secret, which only the association's runs read.
 pub async fn remove(
     dynamodb: &aws_sdk_dynamodb::Client,
+    ssm: &aws_sdk_ssm::Client,
     secrets: &aws_sdk_secretsmanager::Client,
-    table_name: &str,
+    tables: &Tables<'_>,
     mapping: &Mapping,
-) -> Result<Option<String>> {
+) -> Result<Removed> {
+    let id = mapping_id(
+        &mapping.cert_name,
+        &mapping.certificate_arn,
+        &mapping.target_tag_key,
+        &mapping.target_tag_value,
+    );
+    let mut removed = Removed {
+        associations: delete_associations(ssm, mapping, &id).await?,
+        ..Removed::default()
+    };
+    removed.evidence_items = evidence::delete_of_mapping(dynamodb, tables.evidence, &id)
+        .await
+        .context("deleting the mapping's evidence")?;
     dynamodb
         .delete_item()
-        .table_name(table_name)
+        .table_name(tables.mappings)
         .set_key(Some(key(
             &mapping.target_tag_key,
             &mapping.target_tag_value,
@@ -54,8 +97,11 @@ pub async fn remove(
         .await
         .map_err(explain)
         .context("deleting the mapping")?;
+    removed.claim_released = release_claim(dynamodb, tables.mappings, mapping)
+        .await
+        .context("the mapping is gone, but its CertName claim was not released")?;
     let Some(secret_arn) = &mapping.secret_arn else {
-        return Ok(None);
+        return Ok(removed);
     };
     // The secret lives in the stack's region, whatever the certificate's.
     let result = secrets
@@ -65,16 +111,98 @@ pub async fn remove(
         .send()
         .await;
     match result {
-        Ok(_) => Ok(Some(secret_arn.clone())),
+        Ok(_) => removed.secret_arn = Some(secret_arn.clone()),
         Err(e)
             if e.as_service_error()
-                .is_some_and(|s| s.is_resource_not_found_exception()) =>
-        {
-            Ok(None)
-        }
+                .is_some_and(|s| s.is_resource_not_found_exception()) => {}
         Err(e) => bail!(
             "the mapping is gone, but its secret {secret_arn} was not deleted: {:#}",
             explain(e)
         ),
+    }
+    Ok(removed)
+}
+
+/// Deletes the mapping's association: the one its item names, or, for an item that names none
+/// (a dispatch that failed after creating it), any association of the mapping's name. One that
+/// no longer exists is already what unmap wants.
+async fn delete_associations(
+    ssm: &aws_sdk_ssm::Client,
+    mapping: &Mapping,
+    mapping_id: &str,
+) -> Result<Vec<String>> {
+    let ids = match &mapping.association_id {
+        Some(id) => vec![id.clone()],
+        None => {
+            let name = association_name(mapping_id);
+            let filter = AssociationFilter::builder()
+                .key(AssociationFilterKey::AssociationName)
+                .value(&name)
+                .build()
+                .context("building the association filter")?;
+            let mut pages = ssm
+                .list_associations()
+                .association_filter_list(filter)
+                .into_paginator()
+                .items()
+                .send();
+            let mut ids = Vec::new();
+            while let Some(association) = pages.next().await {
+                let association = association
+                    .map_err(explain)
+                    .with_context(|| format!("looking for the association {name}"))?;
+                // Only this mapping's own name is its, however the service matches the filter.
+                if association.association_name() == Some(name.as_str()) {
+                    ids.extend(association.association_id().map(str::to_string));
+                }
+            }
+            ids
+        }
+    };
+    let mut deleted = Vec::new();
+    for id in ids {
+        match ssm.delete_association().association_id(&id).send().await {
+            Ok(_) => deleted.push(id),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_association_does_not_exist()) => {}
+            Err(e) => {
+                return Err(explain(e))
+                    .with_context(|| format!("deleting the mapping's association {id}"));
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+/// Deletes the CertName claim on the target if this certificate holds it.
+async fn release_claim(
+    dynamodb: &aws_sdk_dynamodb::Client,
+    table_name: &str,
+    mapping: &Mapping,
+) -> Result<bool> {
+    let result = dynamodb
+        .delete_item()
+        .table_name(table_name)
+        .set_key(Some(claim_key(
+            &mapping.target_tag_key,
+            &mapping.target_tag_value,
+            &mapping.cert_name,
+        )))
+        .condition_expression("#by = :arn")
+        .expression_attribute_names("#by", attr::CLAIMED_BY)
+        .expression_attribute_values(":arn", AttributeValue::S(mapping.certificate_arn.clone()))
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(true),
+        // No claim, or another certificate's: not this mapping's to release.
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(explain(e)),
     }
 }

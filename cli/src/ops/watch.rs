@@ -1,13 +1,17 @@
 //! The one poll loop over an execution's history, for `certship follow`, `deploy --wait`, the
 //! demo and the end-to-end tests: each step as a line as it happens, until the execution ends.
 //!
-//! In a terminal, one live line (a spinner, the current state, hosts done out of total, the time
-//! taken) under the steps already done; elsewhere, plain lines only, one per step.
+//! In a terminal, one live line (a spinner, the current state, the hosts' counts as the last
+//! install check saw them, the time taken) under the steps already done; elsewhere, plain lines
+//! only, one per step.
 
-use super::execution::{self, CHECK_STATE, DISPATCH_STATE, Ending};
+use super::execution::{self, Ending};
+use super::hosts::counts_line;
 use anyhow::Result;
 use aws_sdk_sfn::types::HistoryEventType;
-use certship_shared::HostFailure;
+use certship_shared::{
+    DeploymentRequest, DispatchResult, ExportResult, HostCounts, InstallResult, WorkflowState,
+};
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -26,21 +30,47 @@ pub enum Progress {
     Silent,
 }
 
-/// How an execution ended, with what its Tasks said about the hosts on the way.
+/// How an execution ended, and what its Tasks wrote on the way.
 #[derive(Debug, Clone)]
 pub struct Watched {
     pub ending: Ending,
-    /// The install command, once dispatch-install sent it.
-    pub command_id: Option<String>,
-    /// The failed hosts, as the last install check recorded them.
-    pub failures: Vec<HostFailure>,
+    pub seen: Seen,
+}
+
+/// The last of each part of the state the execution's Tasks wrote.
+#[derive(Debug, Clone, Default)]
+pub struct Seen {
+    /// The deployment asked for (every Task's output carries it).
+    pub request: Option<DeploymentRequest>,
+    /// The version exported, once export-certificate ran.
+    pub export: Option<ExportResult>,
+    /// The association (or, before convergence, the command), once dispatch-install ran.
+    pub dispatch: Option<DispatchResult>,
+    /// The last install check.
+    pub install: Option<InstallResult>,
+}
+
+impl Seen {
+    /// Keeps what a Task's output says, over what earlier outputs said.
+    pub fn absorb(&mut self, state: WorkflowState) {
+        self.request = Some(state.request);
+        if state.export.is_some() {
+            self.export = state.export;
+        }
+        if state.dispatch.is_some() {
+            self.dispatch = state.dispatch;
+        }
+        if state.install.is_some() {
+            self.install = state.install;
+        }
+    }
 }
 
 /// The live line's state, drawn in place.
 #[derive(Debug, Default)]
 struct Live {
     state: String,
-    hosts: Option<(u64, u64)>,
+    hosts: Option<HostCounts>,
     frame: usize,
     drawn: bool,
 }
@@ -50,7 +80,7 @@ impl Live {
         self.frame = (self.frame + 1) % SPINNER.len();
         let hosts = self
             .hosts
-            .map(|(done, total)| format!(" · {done}/{total} hosts done"))
+            .map(|counts| format!(" · {}", counts_line(&counts)))
             .unwrap_or_default();
         format!(
             "{} {}{hosts} · {} s",
@@ -74,13 +104,12 @@ pub async fn watch(
 ) -> Result<Watched> {
     let started = Instant::now();
     let mut live = Live::default();
-    let mut seen = 0;
+    let mut events_seen = 0;
     let mut last_line = Instant::now();
-    let mut command_id = None;
-    let mut failures = Vec::new();
+    let mut seen = Seen::default();
     let ending = 'poll: loop {
         let events = execution::history(sfn, execution_arn).await?;
-        for event in events.iter().skip(seen) {
+        for event in events.iter().skip(events_seen) {
             match event.r#type() {
                 HistoryEventType::TaskStateEntered
                 | HistoryEventType::WaitStateEntered
@@ -90,23 +119,12 @@ pub async fn watch(
                     }
                 }
                 HistoryEventType::TaskStateExited => {
-                    if let Some(d) = event.state_exited_event_details() {
-                        let state = execution::workflow_state(d.output());
-                        if d.name() == DISPATCH_STATE {
-                            command_id = state
-                                .as_ref()
-                                .and_then(|s| s.dispatch.as_ref())
-                                .map(|d| d.command_id.clone());
-                        }
-                        if d.name() == CHECK_STATE {
-                            let install = state.and_then(|s| s.install);
-                            let hosts = install.as_ref().map(|i| i.hosts).unwrap_or_default();
-                            live.hosts = Some((
-                                u64::from(hosts.succeeded + hosts.failed),
-                                u64::from(hosts.total),
-                            ));
-                            failures = install.map(|i| i.failures).unwrap_or_default();
-                        }
+                    if let Some(state) = event
+                        .state_exited_event_details()
+                        .and_then(|d| execution::workflow_state(d.output()))
+                    {
+                        seen.absorb(state);
+                        live.hosts = seen.install.as_ref().map(|i| i.hosts);
                     }
                 }
                 _ => {}
@@ -119,7 +137,7 @@ pub async fn watch(
                 break 'poll ending;
             }
         }
-        seen = events.len();
+        events_seen = events.len();
         match progress {
             Progress::Live => {
                 // Redraw a few times between polls so the spinner turns.
@@ -146,11 +164,7 @@ pub async fn watch(
         write!(out, "\r\x1b[K")?;
     }
     out.flush()?;
-    Ok(Watched {
-        ending,
-        command_id,
-        failures,
-    })
+    Ok(Watched { ending, seen })
 }
 
 /// Writes one step's line (which may hold several) as `progress` shows lines.
@@ -173,13 +187,19 @@ mod tests {
     fn the_live_line_turns_and_names_state_and_hosts() {
         let mut live = Live {
             state: "Check install status".into(),
-            hosts: Some((1, 3)),
+            hosts: Some(HostCounts {
+                total: 4,
+                succeeded: 3,
+                failed: 0,
+                pending: 0,
+                deferred: 1,
+            }),
             ..Live::default()
         };
         let first = live.line(Duration::from_secs(12));
         let second = live.line(Duration::from_secs(12));
         assert!(
-            first.ends_with("Check install status · 1/3 hosts done · 12 s"),
+            first.ends_with("Check install status · converged 3/4, deferred 1 · 12 s"),
             "{first}"
         );
         assert_ne!(

@@ -5,7 +5,9 @@ use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use certship_shared::error::is_throttling_code;
 use certship_shared::event::{DeploymentEvent, EVENT_SOURCE, HostResult};
 use certship_shared::mapping::LastDeploymentStatus;
-use certship_shared::{CertshipError, ExportResult, HostCounts, HostFailure, WorkflowState};
+use certship_shared::{
+    CertshipError, DispatchResult, ExportResult, HostCounts, HostFailure, WorkflowState,
+};
 
 /// Per-host results in the event, which EventBridge caps at 256 KiB; counts stay exact.
 pub const MAX_RESULTS: usize = 100;
@@ -14,7 +16,7 @@ pub const MAX_RESULTS: usize = 100;
 pub fn deployment_event(
     input: &WorkflowState,
     export: &ExportResult,
-    command_id: &str,
+    dispatch: &DispatchResult,
     outcome: LastDeploymentStatus,
     counts: HostCounts,
     hosts: &[Host],
@@ -28,7 +30,9 @@ pub fn deployment_event(
         target_tag_value: request.target_tag_value.clone(),
         trigger: request.trigger,
         serial: export.serial.clone(),
-        command_id: command_id.to_string(),
+        association_id: dispatch.association_id.clone(),
+        association_version: dispatch.association_version.clone(),
+        command_id: None,
         execution_arn: input.execution.as_ref().map(|e| e.id.clone()),
         outcome,
         hosts: counts,
@@ -37,9 +41,9 @@ pub fn deployment_event(
             .take(MAX_RESULTS)
             .map(|h| HostResult {
                 instance_id: h.instance_id.clone(),
-                status: h.status.clone(),
-                status_details: h.status_details.clone(),
-                outcome: h.report.clone(),
+                status: h.state.as_str().to_string(),
+                status_details: h.status_details(),
+                outcome: h.report(),
             })
             .collect(),
         failures: failures.to_vec(),
@@ -82,7 +86,7 @@ pub async fn publish(
         });
     }
     tracing::info!(
-        command_id = %event.command_id,
+        association_id = event.association_id.as_deref().unwrap_or(""),
         outcome = event.outcome.as_str(),
         event_bus = %event_bus_name,
         "published the deployment event"

@@ -1,14 +1,16 @@
-//! check-install-status: polls one SSM command's per-host results and folds them into `$.Install`
-//! (`InProgress`, `Success` or `Failed`). On every terminal outcome it first records
+//! check-install-status: reads where every target of the deployment stands, from the mapping's
+//! per-host evidence (what each host's last association run reported), and folds it into
+//! `$.Install` (`InProgress`, `Success` or `Failed`). On every terminal outcome it first records
 //! `LastDeployment` on the mapping and publishes one deployment event.
 //!
-//! `hosts` lists and classifies the invocations (redacting their output), `outcome` counts and
+//! `hosts` lists the tagged nodes and the evidence and judges each node, `outcome` counts and
 //! decides, `record` writes `LastDeployment`, `event` publishes; [`handler`] composes them.
 
 use aws_config::SdkConfig;
 use certship_shared::mapping::LastDeployment;
 use certship_shared::{
-    CertshipError, DispatchResult, ExportResult, InstallResult, InstallStatus, WorkflowState, time,
+    CertshipError, DispatchResult, ExportResult, InstallResult, InstallStatus, WorkflowState,
+    naming, time,
 };
 use std::time::SystemTime;
 
@@ -19,7 +21,7 @@ mod record;
 mod settings;
 
 pub use certship_shared::event::{DETAIL_TYPE_FAILED, DETAIL_TYPE_SUCCEEDED, EVENT_SOURCE};
-pub use hosts::{InvocationClass, classify};
+pub use hosts::{HostState, classify};
 pub use outcome::next_wait;
 pub use settings::{DEFAULT_EVENT_BUS, EVENT_BUS_NAME_VAR, Settings};
 
@@ -29,6 +31,7 @@ pub struct AppState {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub events: aws_sdk_eventbridge::Client,
     pub table_name: String,
+    pub evidence_table_name: String,
     pub event_bus_name: String,
 }
 
@@ -37,6 +40,7 @@ impl AppState {
     pub fn new(config: &SdkConfig, settings: Settings) -> Self {
         let Settings {
             table_name,
+            evidence_table_name,
             event_bus_name,
         } = settings;
         Self {
@@ -44,13 +48,15 @@ impl AppState {
             dynamodb: aws_sdk_dynamodb::Client::new(config),
             events: aws_sdk_eventbridge::Client::new(config),
             table_name,
+            evidence_table_name,
             event_bus_name,
         }
     }
 }
 
-/// Polls the install command once; see [`InstallResult`] for what the state machine gets back.
-/// `NoTargets` and `InstallTimedOut` are errors, recorded and announced like any other ending.
+/// Checks the deployment's hosts once; see [`InstallResult`] for what the state machine gets
+/// back. `NoTargets` and `InstallTimedOut` are errors, recorded and announced like any other
+/// ending.
 pub async fn handler(
     state: &AppState,
     input: WorkflowState,
@@ -64,27 +70,43 @@ async fn check_at(
     input: WorkflowState,
     now: SystemTime,
 ) -> Result<InstallResult, CertshipError> {
-    let (dispatch, export, deadline) = polled_command(&input)?;
+    let (dispatch, association_id, export, deadline) = dispatched(&input)?;
     let poll = input
         .install
         .as_ref()
         .map_or(0, |install| install.poll)
         .saturating_add(1);
-    let command_id = dispatch.command_id.as_str();
+    let request = &input.request;
+    let mapping_id = naming::mapping_id(
+        &request.cert_name,
+        &request.certificate_arn,
+        &request.target_tag_key,
+        &request.target_tag_value,
+    );
 
-    let hosts = hosts::list_hosts(&state.ssm, command_id).await?;
+    let targets = hosts::list_targets(
+        &state.ssm,
+        &request.target_tag_key,
+        &request.target_tag_value,
+    )
+    .await?;
+    let evidence =
+        hosts::list_evidence(&state.dynamodb, &state.evidence_table_name, &mapping_id).await?;
+    let hosts = hosts::judge(targets, evidence, &export.secret_version_id);
     let counts = outcome::count(&hosts);
-    let no_targets = hosts.is_empty() && hosts::has_no_targets(&state.ssm, command_id).await?;
-    let ending = outcome::decide(counts, no_targets, now > deadline);
+    let ending = outcome::decide(counts, now > deadline);
     tracing::info!(
-        command_id = %command_id,
+        association_id = %association_id,
+        association_version = dispatch.association_version.as_deref().unwrap_or(""),
+        mapping_id = %mapping_id,
         poll,
         status = ending.map_or("InProgress", outcome::Outcome::as_str),
         total = counts.total,
-        succeeded = counts.succeeded,
+        converged = counts.succeeded,
         failed = counts.failed,
         pending = counts.pending,
-        "polled the install command"
+        deferred = counts.deferred,
+        "checked the deployment's hosts"
     );
     let failures = outcome::failures(&hosts);
 
@@ -101,14 +123,22 @@ async fn check_at(
         });
     };
 
-    for host in hosts.iter().filter(|h| h.class == InvocationClass::Failed) {
-        tracing::warn!(
-            command_id = %command_id,
-            instance_id = %host.instance_id,
-            status = %host.status,
-            status_details = %host.status_details,
-            "host failed the install"
-        );
+    for host in &hosts {
+        match host.state {
+            HostState::Failed => tracing::warn!(
+                association_id = %association_id,
+                instance_id = %host.instance_id,
+                status_details = %host.status_details(),
+                "host failed the install"
+            ),
+            HostState::Deferred => tracing::info!(
+                association_id = %association_id,
+                instance_id = %host.instance_id,
+                ping_status = %host.ping_status,
+                "host offline: the association installs the version when it is back"
+            ),
+            HostState::Converged | HostState::Pending => {}
+        }
     }
     let last = LastDeployment {
         execution_arn: input.execution.as_ref().map(|e| e.id.clone()),
@@ -121,7 +151,7 @@ async fn check_at(
     let event = event::deployment_event(
         &input,
         export,
-        command_id,
+        dispatch,
         ending.status(),
         counts,
         &hosts,
@@ -134,25 +164,34 @@ async fn check_at(
         poll,
         counts,
         failures,
-        &input.request,
-        command_id,
+        request,
+        association_id,
         &dispatch.deadline_at,
     )
 }
 
-/// The command dispatch-install sent, the export whose serial the hosts verify, and the deadline.
-fn polled_command(
+/// The association dispatch-install set, the export whose version the hosts must hold, and the
+/// deadline.
+fn dispatched(
     input: &WorkflowState,
-) -> Result<(&DispatchResult, &ExportResult, SystemTime), CertshipError> {
+) -> Result<(&DispatchResult, &str, &ExportResult, SystemTime), CertshipError> {
     let dispatch = input.dispatch.as_ref().ok_or_else(|| {
         CertshipError::InvalidRequest(
-            "$.Dispatch is missing: check-install-status polls the command dispatch-install sent"
-                .into(),
+            "$.Dispatch is missing: check-install-status checks the association dispatch-install \
+             set"
+            .into(),
         )
+    })?;
+    let association_id = dispatch.association_id.as_deref().ok_or_else(|| {
+        CertshipError::InvalidRequest(format!(
+            "$.Dispatch has no AssociationId: this execution predates convergence (it sent Run \
+             Command {}); redeploy the mapping",
+            dispatch.command_id.as_deref().unwrap_or("with no id")
+        ))
     })?;
     let export = input.export.as_ref().ok_or_else(|| {
         CertshipError::InvalidRequest(
-            "$.Export is missing: check-install-status reports the exported serial".into(),
+            "$.Export is missing: check-install-status checks the exported secret version".into(),
         )
     })?;
     let deadline = time::parse_rfc3339(&dispatch.deadline_at).ok_or_else(|| {
@@ -161,7 +200,7 @@ fn polled_command(
             dispatch.deadline_at
         ))
     })?;
-    Ok((dispatch, export, deadline))
+    Ok((dispatch, association_id, export, deadline))
 }
 
 #[cfg(test)]

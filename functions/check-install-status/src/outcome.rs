@@ -1,7 +1,7 @@
 //! Counting the hosts and deciding where the install stands: in progress (and how long to wait),
 //! or ended, and how. Pure: no AWS call, no clock.
 
-use crate::hosts::{Host, InvocationClass};
+use crate::hosts::{Host, HostState};
 use certship_shared::mapping::LastDeploymentStatus;
 use certship_shared::{
     CertshipError, DeploymentRequest, HostCounts, HostFailure, InstallResult, InstallStatus,
@@ -45,12 +45,12 @@ impl Outcome {
     }
 }
 
-/// Where the install stands: `None` while it is in progress. No targets wins; then every host
-/// done ends it; then the deadline does.
-pub fn decide(counts: HostCounts, no_targets: bool, past_deadline: bool) -> Option<Outcome> {
-    if no_targets {
+/// Where the install stands: `None` while it is in progress. No targets ends it; then no online
+/// target still pending does (offline ones are deferred to the association); then the deadline.
+pub fn decide(counts: HostCounts, past_deadline: bool) -> Option<Outcome> {
+    if counts.total == 0 {
         Some(Outcome::NoTargets)
-    } else if counts.total > 0 && counts.pending == 0 {
+    } else if counts.pending == 0 {
         Some(if counts.failed == 0 {
             Outcome::Success
         } else {
@@ -78,25 +78,35 @@ pub fn count(hosts: &[Host]) -> HostCounts {
     let mut counts = HostCounts::default();
     for host in hosts {
         counts.total += 1;
-        match host.class {
-            InvocationClass::Succeeded => counts.succeeded += 1,
-            InvocationClass::Failed => counts.failed += 1,
-            InvocationClass::Pending => counts.pending += 1,
+        match host.state {
+            HostState::Converged => counts.succeeded += 1,
+            HostState::Failed => counts.failed += 1,
+            HostState::Pending => counts.pending += 1,
+            HostState::Deferred => counts.deferred += 1,
         }
     }
     counts
 }
 
-/// The first [`MAX_FAILURES`] failed hosts, each with the tail of its (redacted) output.
+/// The first [`MAX_FAILURES`] failed hosts, each with its outcome and the tail of its (redacted)
+/// error.
 pub fn failures(hosts: &[Host]) -> Vec<HostFailure> {
     hosts
         .iter()
-        .filter(|h| h.class == InvocationClass::Failed)
+        .filter(|h| h.state == HostState::Failed)
         .take(MAX_FAILURES)
         .map(|h| HostFailure {
             instance_id: h.instance_id.clone(),
-            status_details: h.status_details.clone(),
-            output: tail(&h.output),
+            status_details: h
+                .evidence
+                .as_ref()
+                .map_or_else(String::new, |e| e.outcome.to_string()),
+            output: tail(
+                h.evidence
+                    .as_ref()
+                    .and_then(|e| e.error.as_deref())
+                    .unwrap_or_default(),
+            ),
         })
         .collect()
 }
@@ -121,7 +131,7 @@ pub fn ended(
     counts: HostCounts,
     failures: Vec<HostFailure>,
     request: &DeploymentRequest,
-    command_id: &str,
+    association: &str,
     deadline_at: &str,
 ) -> Result<InstallResult, CertshipError> {
     match outcome {
@@ -137,21 +147,17 @@ pub fn ended(
             failures,
         }),
         Outcome::NoTargets => Err(CertshipError::NoTargets(format!(
-            "no managed node has the tag {}={} (SSM command {command_id} had no targets); tag the \
-             EC2 instances or on-premises managed nodes that should receive {}",
+            "no managed node has the tag {}={}; tag the EC2 instances or on-premises managed \
+             nodes that should receive {}: the association {association} installs it on them \
+             when they are tagged",
             request.target_tag_key, request.target_tag_value, request.cert_name
         ))),
-        Outcome::InstallTimedOut => Err(CertshipError::InstallTimedOut(if counts.total == 0 {
-            format!(
-                "no host had reported on SSM command {command_id} by the deadline {deadline_at}"
-            )
-        } else {
-            format!(
-                "{} of {} hosts still pending after the deadline {deadline_at} ({} succeeded, {} \
-                 failed; SSM command {command_id})",
-                counts.pending, counts.total, counts.succeeded, counts.failed
-            )
-        })),
+        Outcome::InstallTimedOut => Err(CertshipError::InstallTimedOut(format!(
+            "{} of {} hosts still pending after the deadline {deadline_at} (online, not yet \
+             reporting the new version; {} converged, {} failed, {} offline); the association \
+             {association} keeps applying it",
+            counts.pending, counts.total, counts.succeeded, counts.failed, counts.deferred
+        ))),
     }
 }
 

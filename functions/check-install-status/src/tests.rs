@@ -5,6 +5,7 @@ use crate::event::MAX_RESULTS;
 use crate::hosts::REDACTED;
 use crate::outcome::{MAX_FAILURES, TRUNCATED};
 use aws_sdk_dynamodb::Client as Dynamo;
+use aws_sdk_dynamodb::operation::query::QueryOutput;
 use aws_sdk_dynamodb::operation::update_item::{
     UpdateItemError, UpdateItemInput, UpdateItemOutput,
 };
@@ -14,13 +15,12 @@ use aws_sdk_eventbridge::Client as Events;
 use aws_sdk_eventbridge::operation::put_events::{PutEventsInput, PutEventsOutput};
 use aws_sdk_eventbridge::types::PutEventsResultEntry;
 use aws_sdk_ssm::Client as Ssm;
-use aws_sdk_ssm::operation::list_command_invocations::ListCommandInvocationsOutput;
-use aws_sdk_ssm::operation::list_commands::ListCommandsOutput;
-use aws_sdk_ssm::types::{
-    Command, CommandInvocation, CommandInvocationStatus, CommandPlugin, CommandStatus,
-};
+use aws_sdk_ssm::operation::describe_instance_information::DescribeInstanceInformationOutput;
+use aws_sdk_ssm::types::{InstanceInformation, PingStatus};
 use aws_smithy_mocks::{MockResponse, Rule, RuleMode, mock, mock_client};
 use certship_shared::event::DeploymentEvent;
+use certship_shared::evidence::HostEvidence;
+use certship_shared::host_report::Outcome;
 use certship_shared::lambda::decode;
 use certship_shared::mapping::{self, attr};
 use certship_shared::{HostCounts, Trigger};
@@ -32,15 +32,23 @@ const ARN: &str =
     "arn:aws:acm:us-east-1:123456789012:certificate/0b5e3c1a-1111-4222-8333-444455556666";
 const EXECUTION_ARN: &str =
     "arn:aws:states:us-east-1:123456789012:execution:certificate-deployment:run-1";
-const COMMAND_ID: &str = "5f1c0a52-7d3e-4b8a-9c61-0e2f4a6b8c10";
+const ASSOCIATION: &str = "8c3e0c6e-1c29-4b49-9a8e-5f3c0d1e2f3a";
 const SERIAL: &str = "0a:1b:2c:3d";
+/// The dispatched secret version (the fixture's `$.Export.SecretVersionId`).
+const VERSION: &str = "5f0c6e1e-0000-4000-8000-000000000001";
+const OLD_VERSION: &str = "5f0c6e1e-0000-4000-8000-000000000000";
 const TABLE: &str = "certship-mappings";
+const EVIDENCE_TABLE: &str = "certship-host-evidence";
 const BUS: &str = "certship-bus";
 const NOW: &str = "2026-03-01T12:00:00Z";
 const DEADLINE: &str = "2026-03-01T12:10:00Z";
 
 fn at(t: &str) -> SystemTime {
     time::parse_rfc3339(t).unwrap()
+}
+
+fn mapping_id() -> String {
+    naming::mapping_id("web", ARN, "env", "dev")
 }
 
 /// The state as the state machine hands it over (the `cargo lambda invoke` fixture) after
@@ -65,74 +73,91 @@ fn the_fixture_is_the_contract_s_state_after_dispatch() {
     assert_eq!(state.request.certificate_arn, ARN);
     assert_eq!(state.request.trigger, Trigger::Renewal);
     assert_eq!(state.execution.unwrap().id, EXECUTION_ARN);
-    assert_eq!(state.export.unwrap().serial, SERIAL);
-    let dispatch = state.dispatch.unwrap();
+    let export = state.export.unwrap();
     assert_eq!(
-        (dispatch.command_id.as_str(), dispatch.deadline_at.as_str()),
-        (COMMAND_ID, DEADLINE)
+        (export.serial.as_str(), export.secret_version_id.as_str()),
+        (SERIAL, VERSION)
     );
+    let dispatch = state.dispatch.unwrap();
+    assert_eq!(dispatch.association_id.as_deref(), Some(ASSOCIATION));
+    assert_eq!(dispatch.association_version.as_deref(), Some("2"));
+    assert_eq!(dispatch.command_id, None);
+    assert_eq!(dispatch.deadline_at, DEADLINE);
 }
 
-/// The line the host script prints last.
-fn report_line(instance: &str) -> String {
-    json!({"cert_name": "web", "serial": SERIAL, "not_after": "2027-01-01T00:00:00Z",
-           "changed": true, "reloaded": true, "rolled_back": false, "host": instance})
-    .to_string()
-}
-
-fn invocation(instance: &str, status: &str, details: &str, output: &str) -> CommandInvocation {
-    CommandInvocation::builder()
-        .command_id(COMMAND_ID)
+/// A managed node as DescribeInstanceInformation lists it.
+fn node(instance: &str, ping: PingStatus) -> InstanceInformation {
+    InstanceInformation::builder()
         .instance_id(instance)
-        .status(CommandInvocationStatus::from(status))
-        .status_details(details)
-        .command_plugins(
-            CommandPlugin::builder()
-                .name("installCertificate")
-                .output(output)
-                .build(),
-        )
+        .ping_status(ping)
         .build()
 }
 
-fn succeeded(instance: &str) -> CommandInvocation {
-    let output = format!(
-        "fetched the secret version\ninstalled\n{}\n",
-        report_line(instance)
-    );
-    invocation(instance, "Success", "Success", &output)
+fn online(instance: &str) -> InstanceInformation {
+    node(instance, PingStatus::Online)
 }
 
-fn pending(instance: &str) -> CommandInvocation {
-    invocation(instance, "InProgress", "InProgress", "")
+/// What a host's last run reported, as record-host-evidence stores it.
+fn evidence(instance: &str, outcome: Outcome, version: &str) -> HashMap<String, AttributeValue> {
+    let failed = outcome.is_failure();
+    HostEvidence {
+        mapping_id: mapping_id(),
+        instance_id: instance.into(),
+        association_id: Some(ASSOCIATION.into()),
+        run_id: Some("2026-03-01T11-59-40.000Z".into()),
+        outcome,
+        reason: (!failed).then(|| "new-serial".to_string()),
+        serial: Some("0A1B2C3D".into()),
+        secret_version_id: Some(version.into()),
+        not_after: Some("2027-01-01T00:00:00Z".into()),
+        error: failed.then(|| "reloading nginx failed: rolled back".to_string()),
+        sha256: None,
+        reloaded: !failed,
+        observed_at: "2026-03-01T11:59:40.000Z".into(),
+    }
+    .to_item()
 }
 
-/// One page holding `invocations`, asked for with details.
-fn listing(invocations: Vec<CommandInvocation>) -> Rule {
-    mock!(Ssm::list_command_invocations)
-        .match_requests(|req| req.command_id() == Some(COMMAND_ID) && req.details() == Some(true))
-        .then_output(move || page(invocations.clone(), None))
+fn converged(instance: &str) -> HashMap<String, AttributeValue> {
+    evidence(instance, Outcome::Installed, VERSION)
 }
 
-fn page(invocations: Vec<CommandInvocation>, next: Option<&str>) -> ListCommandInvocationsOutput {
-    ListCommandInvocationsOutput::builder()
-        .set_command_invocations(Some(invocations))
+/// One page of tagged nodes, asked for with the target's tag filter.
+fn nodes(list: Vec<InstanceInformation>) -> Rule {
+    mock!(Ssm::describe_instance_information)
+        .match_requests(|req| {
+            let filter = &req.filters()[0];
+            req.filters().len() == 1
+                && filter.key() == "tag:env"
+                && filter.values() == ["dev"]
+                && req.max_results() == Some(50)
+        })
+        .then_output(move || node_page(list.clone(), None))
+}
+
+fn node_page(
+    list: Vec<InstanceInformation>,
+    next: Option<&str>,
+) -> DescribeInstanceInformationOutput {
+    DescribeInstanceInformationOutput::builder()
+        .set_instance_information_list(Some(list))
         .set_next_token(next.map(str::to_string))
         .build()
 }
 
-fn command(status: CommandStatus, target_count: i32) -> Rule {
-    mock!(Ssm::list_commands)
-        .match_requests(|req| req.command_id() == Some(COMMAND_ID))
+/// One page of the mapping's evidence, asked for by its mapping id.
+fn evidence_items(items: Vec<HashMap<String, AttributeValue>>) -> Rule {
+    mock!(Dynamo::query)
+        .match_requests(|req| {
+            req.table_name() == Some(EVIDENCE_TABLE)
+                && req.expression_attribute_values().unwrap()[":m"]
+                    .as_s()
+                    .unwrap()
+                    == &mapping_id()
+        })
         .then_output(move || {
-            ListCommandsOutput::builder()
-                .commands(
-                    Command::builder()
-                        .command_id(COMMAND_ID)
-                        .status(status.clone())
-                        .target_count(target_count)
-                        .build(),
-                )
+            QueryOutput::builder()
+                .set_items(Some(items.clone()))
                 .build()
         })
 }
@@ -223,12 +248,16 @@ impl Sinks {
         }
     }
 
-    fn state(&self, ssm: Ssm) -> AppState {
+    /// The handler's state: `ssm` lists the nodes, `evidence` answers the evidence queries.
+    fn state(&self, ssm: Ssm, evidence: &[&Rule]) -> AppState {
+        let mut dynamodb_rules = vec![&self.update];
+        dynamodb_rules.extend_from_slice(evidence);
         AppState {
             ssm,
-            dynamodb: mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&self.update]),
+            dynamodb: mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, dynamodb_rules),
             events: mock_client!(aws_sdk_eventbridge, RuleMode::MatchAny, [&self.put]),
             table_name: TABLE.into(),
+            evidence_table_name: EVIDENCE_TABLE.into(),
             event_bus_name: BUS.into(),
         }
     }
@@ -295,28 +324,42 @@ fn n(item: &HashMap<String, AttributeValue>, name: &str) -> String {
 }
 
 #[tokio::test]
-async fn all_hosts_succeeded_is_success_recorded_and_announced() {
-    // given two hosts that installed, one of which printed no outcome line, on the third poll
-    let list = listing(vec![
-        succeeded("i-0aaa"),
-        invocation("mi-0bbb", "Success", "Success", "installed\n"),
+async fn every_online_host_converged_is_success_recorded_and_announced() {
+    // given two converged hosts and one offline host that never ran, on the third poll
+    let list = nodes(vec![
+        online("i-0aaa"),
+        online("mi-0bbb"),
+        node("i-0ccc", PingStatus::ConnectionLost),
+    ]);
+    let found = evidence_items(vec![
+        converged("i-0aaa"),
+        evidence("mi-0bbb", Outcome::Unchanged, VERSION),
     ]);
     let sinks = Sinks::new();
+    let logs = certship_testkit::logs::capture();
 
     // when
-    let result = check_at(&sinks.state(ssm_client(&[&list])), input(Some(2)), at(NOW))
-        .await
-        .unwrap();
+    let result = check_at(
+        &sinks.state(ssm_client(&[&list]), &[&found]),
+        input(Some(2)),
+        at(NOW),
+    )
+    .await
+    .unwrap();
 
-    // then
+    // then the offline host does not hold the deployment back
     assert_eq!(
         serde_json::to_value(&result).unwrap(),
         json!({"Status": "Success", "WaitSeconds": 0, "Poll": 3,
-               "Hosts": {"Total": 2, "Succeeded": 2, "Failed": 0, "Pending": 0},
+               "Hosts": {"Total": 3, "Succeeded": 2, "Failed": 0, "Pending": 0, "Deferred": 1},
                "Failures": []})
     );
-    assert_eq!(list.num_calls(), 1);
+    assert_eq!((list.num_calls(), found.num_calls()), (1, 1));
     assert_eq!(sinks.calls(), (1, 1));
+    assert!(
+        logs.text().contains("i-0ccc"),
+        "the deferred host is logged"
+    );
 
     // and the mapping records how it ended
     let last = sinks.last_deployment();
@@ -326,7 +369,7 @@ async fn all_hosts_succeeded_is_success_recorded_and_announced() {
     assert_eq!(s(&last, "FinishedAt"), NOW);
     assert_eq!(s(&last, "ExecutionArn"), EXECUTION_ARN);
 
-    // and the event carries the deployment with each host's own outcome line
+    // and the event carries the association and each host's standing and report
     let (entry, detail) = sinks.event();
     assert_eq!(entry.detail_type(), Some(DETAIL_TYPE_SUCCEEDED));
     assert_eq!(
@@ -334,14 +377,21 @@ async fn all_hosts_succeeded_is_success_recorded_and_announced() {
         json!({
             "CertificateArn": ARN, "CertName": "web", "TargetTagKey": "env",
             "TargetTagValue": "dev", "Trigger": "renewal", "Serial": SERIAL,
-            "CommandId": COMMAND_ID, "ExecutionArn": EXECUTION_ARN, "Outcome": "Success",
-            "Hosts": {"Total": 2, "Succeeded": 2, "Failed": 0, "Pending": 0},
+            "AssociationId": ASSOCIATION, "AssociationVersion": "2",
+            "ExecutionArn": EXECUTION_ARN, "Outcome": "Success",
+            "Hosts": {"Total": 3, "Succeeded": 2, "Failed": 0, "Pending": 0, "Deferred": 1},
             "Results": [
-                {"InstanceId": "i-0aaa", "Status": "Success", "StatusDetails": "Success",
-                 "Outcome": {"cert_name": "web", "serial": SERIAL,
-                             "not_after": "2027-01-01T00:00:00Z", "changed": true,
-                             "reloaded": true, "rolled_back": false, "host": "i-0aaa"}},
-                {"InstanceId": "mi-0bbb", "Status": "Success", "StatusDetails": "Success",
+                {"InstanceId": "i-0aaa", "Status": "Converged",
+                 "StatusDetails": "installed: new-serial",
+                 "Outcome": {"serial": "0A1B2C3D", "not_after": "2027-01-01T00:00:00Z",
+                             "secret_version_id": VERSION, "status": "installed",
+                             "reason": "new-serial", "reloaded": true}},
+                {"InstanceId": "mi-0bbb", "Status": "Converged",
+                 "StatusDetails": "unchanged: new-serial",
+                 "Outcome": {"serial": "0A1B2C3D", "not_after": "2027-01-01T00:00:00Z",
+                             "secret_version_id": VERSION, "status": "unchanged",
+                             "reason": "new-serial", "reloaded": true}},
+                {"InstanceId": "i-0ccc", "Status": "Deferred", "StatusDetails": "ConnectionLost",
                  "Outcome": null}
             ],
             "Failures": []
@@ -350,25 +400,23 @@ async fn all_hosts_succeeded_is_success_recorded_and_announced() {
 }
 
 #[tokio::test]
-async fn a_failed_host_makes_the_install_failed_with_the_tail_of_its_output() {
-    // given one host that installed and one that rolled back after a 5000-byte output whose
-    // 1000-byte cut falls inside a two-byte character
-    let noise = format!("x{}", "é".repeat(2400));
-    let rolled_back = r#"{"cert_name":"web","changed":false,"rolled_back":true}"#;
-    let output = format!("{noise}\n{rolled_back}\nERROR: nginx reload failed, rolled back");
-    let output = format!("{}{output}", "y".repeat(5000 - output.len()));
-    assert_eq!(output.len(), 5000);
-    assert!(!output.is_char_boundary(4000));
-    let list = listing(vec![
-        succeeded("i-0aaa"),
-        invocation("i-0ccc", "Failed", "Failed", &output),
+async fn a_failure_for_the_dispatched_version_ends_install_failed_naming_the_host() {
+    // given one converged host and one that rolled the new version back
+    let list = nodes(vec![online("i-0aaa"), online("i-0ccc")]);
+    let found = evidence_items(vec![
+        converged("i-0aaa"),
+        evidence("i-0ccc", Outcome::RolledBack, VERSION),
     ]);
     let sinks = Sinks::new();
 
     // when
-    let result = check_at(&sinks.state(ssm_client(&[&list])), input(None), at(NOW))
-        .await
-        .unwrap();
+    let result = check_at(
+        &sinks.state(ssm_client(&[&list]), &[&found]),
+        input(None),
+        at(NOW),
+    )
+    .await
+    .unwrap();
 
     // then
     assert_eq!(result.status, InstallStatus::Failed);
@@ -379,23 +427,17 @@ async fn a_failed_host_makes_the_install_failed_with_the_tail_of_its_output() {
             total: 2,
             succeeded: 1,
             failed: 1,
-            pending: 0
+            pending: 0,
+            deferred: 0
         }
     );
-    assert_eq!(result.failures.len(), 1);
-    let failure = &result.failures[0];
-    assert_eq!(failure.instance_id, "i-0ccc");
-    assert_eq!(failure.status_details, "Failed");
-    let kept = failure.output.strip_prefix(TRUNCATED).unwrap();
     assert_eq!(
-        kept.len(),
-        999,
-        "cut forward to the next character boundary"
+        serde_json::to_value(&result.failures).unwrap(),
+        json!([{"InstanceId": "i-0ccc", "StatusDetails": "rolled-back",
+                "Output": "reloading nginx failed: rolled back"}])
     );
-    assert!(output.ends_with(kept));
-    assert!(kept.ends_with("ERROR: nginx reload failed, rolled back"));
 
-    // and the failure is recorded and announced, with the host's outcome line parsed
+    // and the failure is recorded and announced
     let last = sinks.last_deployment();
     assert_eq!(s(&last, "Status"), "Failed");
     assert_eq!(
@@ -406,7 +448,8 @@ async fn a_failed_host_makes_the_install_failed_with_the_tail_of_its_output() {
     assert_eq!(entry.detail_type(), Some(DETAIL_TYPE_FAILED));
     assert_eq!(detail["Outcome"], "Failed");
     assert_eq!(detail["Results"][1]["Status"], "Failed");
-    assert_eq!(detail["Results"][1]["Outcome"]["rolled_back"], true);
+    assert_eq!(detail["Results"][1]["StatusDetails"], "rolled-back");
+    assert_eq!(detail["Results"][1]["Outcome"]["status"], "rolled-back");
     assert_eq!(
         detail["Failures"],
         serde_json::to_value(&result.failures).unwrap()
@@ -414,7 +457,7 @@ async fn a_failed_host_makes_the_install_failed_with_the_tail_of_its_output() {
 }
 
 #[tokio::test]
-async fn pending_hosts_keep_the_install_in_progress_with_a_growing_wait() {
+async fn evidence_of_an_older_version_is_pending_with_a_growing_wait() {
     for (previous, now, expected_poll, expected_wait) in [
         (None, NOW, 1, 2),
         (Some(1), NOW, 2, 4),
@@ -425,18 +468,32 @@ async fn pending_hosts_keep_the_install_in_progress_with_a_growing_wait() {
         (Some(9), "2026-03-01T12:09:55Z", 10, 5),
         (Some(9), DEADLINE, 10, 1),
     ] {
-        // given one host done, one failed and one still running
-        let list = listing(vec![
-            succeeded("i-0aaa"),
-            invocation("i-0ccc", "Failed", "Failed", "ERROR: serial mismatch"),
-            pending("i-0ddd"),
+        // given one converged host, one failed, one still holding the old version, one that
+        // failed the old version, one with no evidence, and one offline
+        let list = nodes(vec![
+            online("i-0aaa"),
+            online("i-0bbb"),
+            online("i-0ccc"),
+            online("i-0ddd"),
+            online("i-0eee"),
+            node("i-0fff", PingStatus::Inactive),
+        ]);
+        let found = evidence_items(vec![
+            converged("i-0aaa"),
+            evidence("i-0bbb", Outcome::Failed, VERSION),
+            evidence("i-0ccc", Outcome::Installed, OLD_VERSION),
+            evidence("i-0ddd", Outcome::RolledBack, OLD_VERSION),
         ]);
         let sinks = Sinks::new();
 
         // when
-        let result = check_at(&sinks.state(ssm_client(&[&list])), input(previous), at(now))
-            .await
-            .unwrap();
+        let result = check_at(
+            &sinks.state(ssm_client(&[&list]), &[&found]),
+            input(previous),
+            at(now),
+        )
+        .await
+        .unwrap();
 
         // then nothing is recorded yet, and the next poll comes sooner than the deadline
         assert_eq!(result.status, InstallStatus::InProgress, "{previous:?}");
@@ -448,40 +505,54 @@ async fn pending_hosts_keep_the_install_in_progress_with_a_growing_wait() {
         assert_eq!(
             result.hosts,
             HostCounts {
-                total: 3,
+                total: 6,
                 succeeded: 1,
                 failed: 1,
-                pending: 1
+                pending: 3,
+                deferred: 1
             }
         );
         assert_eq!(result.failures.len(), 1);
-        assert_eq!(result.failures[0].output, "ERROR: serial mismatch");
+        assert_eq!(result.failures[0].instance_id, "i-0bbb");
         assert_eq!(sinks.calls(), (0, 0));
     }
 }
 
 #[tokio::test]
-async fn every_page_of_invocations_is_counted() {
-    // given three pages, the last holding the one failure
-    let first = mock!(Ssm::list_command_invocations)
-        .match_requests(|req| req.next_token().is_none() && req.details() == Some(true))
-        .then_output(|| page(vec![succeeded("i-01"), succeeded("i-02")], Some("page-2")));
-    let second = mock!(Ssm::list_command_invocations)
-        .match_requests(|req| req.next_token() == Some("page-2") && req.details() == Some(true))
-        .then_output(|| page(vec![succeeded("i-03"), succeeded("i-04")], Some("page-3")));
-    let third = mock!(Ssm::list_command_invocations)
-        .match_requests(|req| req.next_token() == Some("page-3") && req.details() == Some(true))
+async fn every_page_of_nodes_and_of_evidence_is_read() {
+    // given two pages of nodes and two pages of evidence, the failure on the last page
+    let first = mock!(Ssm::describe_instance_information)
+        .match_requests(|req| req.next_token().is_none())
+        .then_output(|| node_page(vec![online("i-01"), online("i-02")], Some("page-2")));
+    let second = mock!(Ssm::describe_instance_information)
+        .match_requests(|req| req.next_token() == Some("page-2"))
+        .then_output(|| node_page(vec![online("i-03")], None));
+    let evidence_first = mock!(Dynamo::query)
+        .match_requests(|req| req.exclusive_start_key().is_none())
         .then_output(|| {
-            page(
-                vec![invocation("i-05", "TimedOut", "Delivery Timed Out", "")],
-                None,
-            )
+            QueryOutput::builder()
+                .items(converged("i-01"))
+                .items(converged("i-02"))
+                .set_last_evaluated_key(Some(HostEvidence::key(&mapping_id(), "i-02")))
+                .build()
+        });
+    let evidence_second = mock!(Dynamo::query)
+        .match_requests(|req| {
+            req.exclusive_start_key() == Some(&HostEvidence::key(&mapping_id(), "i-02"))
+        })
+        .then_output(|| {
+            QueryOutput::builder()
+                .items(evidence("i-03", Outcome::Backoff, VERSION))
+                .build()
         });
     let sinks = Sinks::new();
 
     // when
     let result = check_at(
-        &sinks.state(ssm_client(&[&first, &second, &third])),
+        &sinks.state(
+            ssm_client(&[&first, &second]),
+            &[&evidence_first, &evidence_second],
+        ),
         input(Some(1)),
         at(NOW),
     )
@@ -490,44 +561,49 @@ async fn every_page_of_invocations_is_counted() {
 
     // then
     assert_eq!(
-        (first.num_calls(), second.num_calls(), third.num_calls()),
-        (1, 1, 1)
+        (
+            first.num_calls(),
+            second.num_calls(),
+            evidence_first.num_calls(),
+            evidence_second.num_calls()
+        ),
+        (1, 1, 1, 1)
     );
     assert_eq!(result.status, InstallStatus::Failed);
     assert_eq!(
         result.hosts,
         HostCounts {
-            total: 5,
-            succeeded: 4,
+            total: 3,
+            succeeded: 2,
             failed: 1,
-            pending: 0
+            pending: 0,
+            deferred: 0
         }
     );
-    assert_eq!(result.failures[0].instance_id, "i-05");
-    assert_eq!(result.failures[0].status_details, "Delivery Timed Out");
-    assert_eq!(sinks.event().1["Results"].as_array().unwrap().len(), 5);
+    assert_eq!(result.failures[0].instance_id, "i-03");
+    assert_eq!(result.failures[0].status_details, "backoff");
+    assert_eq!(sinks.event().1["Results"].as_array().unwrap().len(), 3);
 }
 
 #[tokio::test]
-async fn a_finished_command_without_targets_is_no_targets_recorded_and_announced() {
-    // given SSM finished the command and found no node with the tag
-    let list = listing(vec![]);
-    let commands = command(CommandStatus::Success, 0);
+async fn no_node_with_the_tag_is_no_targets_recorded_and_announced() {
+    let list = nodes(vec![]);
+    let found = evidence_items(vec![converged("i-0gone")]);
     let sinks = Sinks::new();
 
-    // when
     let err = check_at(
-        &sinks.state(ssm_client(&[&list, &commands])),
+        &sinks.state(ssm_client(&[&list]), &[&found]),
         input(Some(1)),
         at(NOW),
     )
     .await
     .unwrap_err();
 
-    // then
     assert_eq!(err.name(), "NoTargets");
-    assert!(err.to_string().contains("tag env=dev"), "{err}");
-    assert_eq!(commands.num_calls(), 1);
+    assert!(
+        err.to_string().contains("tag env=dev") && err.to_string().contains(ASSOCIATION),
+        "{err}"
+    );
     let last = sinks.last_deployment();
     assert_eq!(s(&last, "Status"), "NoTargets");
     assert_eq!(
@@ -538,43 +614,49 @@ async fn a_finished_command_without_targets_is_no_targets_recorded_and_announced
     assert_eq!(entry.detail_type(), Some(DETAIL_TYPE_FAILED));
     assert_eq!(detail["Outcome"], "NoTargets");
     assert_eq!(detail["Hosts"]["Total"], 0);
-    assert_eq!(detail["Results"], json!([]));
+    assert_eq!(
+        detail["Results"],
+        json!([]),
+        "evidence of untagged nodes is ignored"
+    );
 }
 
 #[tokio::test]
-async fn a_command_still_resolving_its_targets_is_in_progress() {
-    let list = listing(vec![]);
-    let commands = command(CommandStatus::InProgress, 0);
+async fn only_offline_targets_is_success_with_every_host_deferred() {
+    let list = nodes(vec![node("i-0aaa", PingStatus::ConnectionLost)]);
+    let found = evidence_items(vec![]);
     let sinks = Sinks::new();
 
     let result = check_at(
-        &sinks.state(ssm_client(&[&list, &commands])),
+        &sinks.state(ssm_client(&[&list]), &[&found]),
         input(None),
         at(NOW),
     )
     .await
     .unwrap();
 
-    assert_eq!(result.status, InstallStatus::InProgress);
-    assert_eq!((result.poll, result.wait_seconds), (1, 2));
-    assert_eq!(result.hosts, HostCounts::default());
-    assert_eq!(commands.num_calls(), 1);
-    assert_eq!(sinks.calls(), (0, 0));
+    assert_eq!(result.status, InstallStatus::Success);
+    assert_eq!((result.hosts.total, result.hosts.deferred), (1, 1));
 }
 
 #[tokio::test]
-async fn pending_hosts_past_the_deadline_are_install_timed_out() {
-    // given two hosts that never finished, one second after the deadline
-    let list = listing(vec![
-        succeeded("i-0aaa"),
-        pending("i-0bbb"),
-        invocation("i-0ccc", "Delayed", "Delayed", ""),
+async fn online_hosts_pending_past_the_deadline_are_install_timed_out() {
+    // given two online hosts that never reported the version, one second after the deadline
+    let list = nodes(vec![
+        online("i-0aaa"),
+        online("i-0bbb"),
+        online("i-0ccc"),
+        node("i-0ddd", PingStatus::ConnectionLost),
+    ]);
+    let found = evidence_items(vec![
+        converged("i-0aaa"),
+        evidence("i-0ccc", Outcome::Installed, OLD_VERSION),
     ]);
     let sinks = Sinks::new();
 
     // when
     let err = check_at(
-        &sinks.state(ssm_client(&[&list])),
+        &sinks.state(ssm_client(&[&list]), &[&found]),
         input(Some(40)),
         at("2026-03-01T12:10:01Z"),
     )
@@ -585,7 +667,9 @@ async fn pending_hosts_past_the_deadline_are_install_timed_out() {
     assert_eq!(err.name(), "InstallTimedOut");
     assert!(
         err.to_string()
-            .contains("2 of 3 hosts still pending after the deadline 2026-03-01T12:10:00Z"),
+            .contains("2 of 4 hosts still pending after the deadline 2026-03-01T12:10:00Z")
+            && err.to_string().contains("1 converged, 0 failed, 1 offline")
+            && err.to_string().contains(ASSOCIATION),
         "{err}"
     );
     let last = sinks.last_deployment();
@@ -597,23 +681,35 @@ async fn pending_hosts_past_the_deadline_are_install_timed_out() {
     assert_eq!(detail["Outcome"], "InstallTimedOut");
     assert_eq!(
         detail["Hosts"],
-        json!({"Total": 3, "Succeeded": 1, "Failed": 0, "Pending": 2})
+        json!({"Total": 4, "Succeeded": 1, "Failed": 0, "Pending": 2, "Deferred": 1})
     );
-    assert_eq!(detail["Results"][2]["Status"], "Delayed");
+    assert_eq!(detail["Results"][2]["Status"], "Pending");
+    assert_eq!(detail["Results"][2]["StatusDetails"], "Online");
+    assert_eq!(
+        detail["Results"][2]["Outcome"],
+        json!(null),
+        "older evidence is no report"
+    );
+    assert_eq!(detail["Results"][3]["Status"], "Deferred");
 }
 
 #[tokio::test]
 async fn a_throttled_listing_is_retried_by_the_sdk_and_succeeds() {
-    let list = mock!(Ssm::list_command_invocations)
+    let list = mock!(Ssm::describe_instance_information)
         .sequence()
         .http_response(throttling)
-        .output(|| page(vec![succeeded("i-0aaa")], None))
+        .output(|| node_page(vec![online("i-0aaa")], None))
         .build();
+    let found = evidence_items(vec![converged("i-0aaa")]);
     let sinks = Sinks::new();
 
-    let result = check_at(&sinks.state(ssm_client(&[&list])), input(None), at(NOW))
-        .await
-        .unwrap();
+    let result = check_at(
+        &sinks.state(ssm_client(&[&list]), &[&found]),
+        input(None),
+        at(NOW),
+    )
+    .await
+    .unwrap();
 
     assert_eq!(result.status, InstallStatus::Success);
     assert_eq!(list.num_calls(), 2);
@@ -622,19 +718,26 @@ async fn a_throttled_listing_is_retried_by_the_sdk_and_succeeds() {
 
 #[tokio::test]
 async fn throttling_that_outlasts_the_retries_is_throttled() {
-    let list = mock!(Ssm::list_command_invocations)
+    let list = mock!(Ssm::describe_instance_information)
         .sequence()
         .http_response(throttling)
         .times(3)
         .build();
     let sinks = Sinks::new();
 
-    let err = check_at(&sinks.state(ssm_client(&[&list])), input(None), at(NOW))
-        .await
-        .unwrap_err();
+    let err = check_at(
+        &sinks.state(ssm_client(&[&list]), &[]),
+        input(None),
+        at(NOW),
+    )
+    .await
+    .unwrap_err();
 
     assert_eq!(err.name(), "Throttled");
-    assert!(err.to_string().contains("ListCommandInvocations"), "{err}");
+    assert!(
+        err.to_string().contains("DescribeInstanceInformation"),
+        "{err}"
+    );
     assert!(err.to_string().contains("ThrottlingException"), "{err}");
     assert_eq!(list.num_calls(), 3);
     assert_eq!(sinks.calls(), (0, 0));
@@ -642,13 +745,18 @@ async fn throttling_that_outlasts_the_retries_is_throttled() {
 
 #[tokio::test]
 async fn a_mapping_deleted_meanwhile_is_tolerated() {
-    let list = listing(vec![succeeded("i-0aaa")]);
+    let list = nodes(vec![online("i-0aaa")]);
+    let found = evidence_items(vec![converged("i-0aaa")]);
     let sinks = Sinks::mapping_deleted();
     let logs = certship_testkit::logs::capture();
 
-    let result = check_at(&sinks.state(ssm_client(&[&list])), input(None), at(NOW))
-        .await
-        .unwrap();
+    let result = check_at(
+        &sinks.state(ssm_client(&[&list]), &[&found]),
+        input(None),
+        at(NOW),
+    )
+    .await
+    .unwrap();
 
     assert_eq!(result.status, InstallStatus::Success);
     assert_eq!(sinks.calls(), (1, 1), "the event is still published");
@@ -661,28 +769,31 @@ async fn a_mapping_deleted_meanwhile_is_tolerated() {
 
 #[tokio::test]
 async fn an_event_eventbridge_refuses_is_an_error_naming_its_code() {
-    let list = listing(vec![succeeded("i-0aaa")]);
-    let sinks = Sinks::refusing_events("InternalFailure");
-    let err = check_at(&sinks.state(ssm_client(&[&list])), input(None), at(NOW))
+    for (code, name) in [
+        ("InternalFailure", "ServiceError"),
+        ("ThrottlingException", "Throttled"),
+    ] {
+        let list = nodes(vec![online("i-0aaa")]);
+        let found = evidence_items(vec![converged("i-0aaa")]);
+        let sinks = Sinks::refusing_events(code);
+        let err = check_at(
+            &sinks.state(ssm_client(&[&list]), &[&found]),
+            input(None),
+            at(NOW),
+        )
         .await
         .unwrap_err();
-    assert_eq!(err.name(), "ServiceError");
-    assert!(err.to_string().contains("InternalFailure"), "{err}");
-
-    let list = listing(vec![succeeded("i-0aaa")]);
-    let sinks = Sinks::refusing_events("ThrottlingException");
-    let err = check_at(&sinks.state(ssm_client(&[&list])), input(None), at(NOW))
-        .await
-        .unwrap_err();
-    assert_eq!(err.name(), "Throttled");
+        assert_eq!(err.name(), name);
+        assert!(err.to_string().contains(code), "{err}");
+    }
 }
 
 /// Makes a good input bad.
 type Breakage = fn(&mut WorkflowState);
 
 #[tokio::test]
-async fn an_input_without_dispatch_export_or_a_valid_deadline_is_invalid() {
-    let cases: [(Breakage, &str); 3] = [
+async fn an_input_without_an_association_export_or_a_valid_deadline_is_invalid() {
+    let cases: [(Breakage, &str); 4] = [
         (|s| s.dispatch = None, "$.Dispatch"),
         (|s| s.export = None, "$.Export"),
         (
@@ -693,14 +804,25 @@ async fn an_input_without_dispatch_export_or_a_valid_deadline_is_invalid() {
             },
             "DeadlineAt",
         ),
+        // an execution started before convergence polled a Run Command
+        (
+            |s| {
+                if let Some(d) = s.dispatch.as_mut() {
+                    d.association_id = None;
+                    d.association_version = None;
+                    d.command_id = Some("5f1c0a52-7d3e-4b8a-9c61-0e2f4a6b8c10".into());
+                }
+            },
+            "predates convergence",
+        ),
     ];
     for (break_it, named) in cases {
-        let list = listing(vec![succeeded("i-0aaa")]);
+        let list = nodes(vec![online("i-0aaa")]);
         let sinks = Sinks::new();
         let mut bad = input(None);
         break_it(&mut bad);
 
-        let err = check_at(&sinks.state(ssm_client(&[&list])), bad, at(NOW))
+        let err = check_at(&sinks.state(ssm_client(&[&list]), &[]), bad, at(NOW))
             .await
             .unwrap_err();
 
@@ -712,33 +834,38 @@ async fn an_input_without_dispatch_export_or_a_valid_deadline_is_invalid() {
 }
 
 #[tokio::test]
-async fn secret_material_a_host_prints_never_reaches_the_state_the_event_or_the_logs() {
-    // given a broken host script that echoed the secret bundle and a decrypted key
+async fn secret_material_in_a_hosts_error_never_reaches_the_state_the_event_or_the_logs() {
+    // given a broken host script whose error echoed the secret bundle and a decrypted key
     let key_body = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7";
     let passphrase = "Vq3LmZ8kR2pT6wXy";
-    let bundle = json!({
-        "encrypted_private_key":
-            format!("-----BEGIN ENCRYPTED PRIVATE KEY-----\n{key_body}\n-----END ENCRYPTED PRIVATE KEY-----\n"),
-        "passphrase": passphrase,
-    });
-    let output = format!(
-        "{}\n-----BEGIN PRIVATE KEY-----\n{key_body}\n{key_body}\n-----END PRIVATE KEY-----\n\
-         ERROR: the key does not match the certificate",
-        json!({"SecretString": bundle.to_string()})
+    let error = format!(
+        "{}\n-----BEGIN PRIVATE KEY-----\n{key_body}\n-----END PRIVATE KEY-----\n\
+         the key does not match the certificate",
+        json!({"SecretString": {"passphrase": passphrase}})
     );
-    let list = listing(vec![invocation("i-0ccc", "Failed", "Failed", &output)]);
+    let mut item = evidence("i-0ccc", Outcome::Failed, VERSION);
+    item.insert(
+        certship_shared::evidence::attr::ERROR.into(),
+        AttributeValue::S(error),
+    );
+    let list = nodes(vec![online("i-0ccc")]);
+    let found = evidence_items(vec![item]);
     let sinks = Sinks::new();
     let logs = certship_testkit::logs::capture();
 
     // when
-    let result = check_at(&sinks.state(ssm_client(&[&list])), input(None), at(NOW))
-        .await
-        .unwrap();
+    let result = check_at(
+        &sinks.state(ssm_client(&[&list]), &[&found]),
+        input(None),
+        at(NOW),
+    )
+    .await
+    .unwrap();
 
     // then the diagnosis survives and the secret material does not
     assert_eq!(
         result.failures[0].output,
-        format!("{REDACTED}\n{REDACTED}\nERROR: the key does not match the certificate")
+        format!("{REDACTED}\n{REDACTED}\nthe key does not match the certificate")
     );
     let state = serde_json::to_string(&result).unwrap();
     let detail = sinks.event().1.to_string();
@@ -749,20 +876,58 @@ async fn secret_material_a_host_prints_never_reaches_the_state_the_event_or_the_
     ] {
         certship_testkit::assert_no_secret(what, text, &[key_body, passphrase]);
     }
-    assert!(logs.text().contains("polled the install command"));
+    assert!(logs.text().contains("checked the deployment's hosts"));
+}
+
+#[tokio::test]
+async fn a_long_error_keeps_its_tail() {
+    // given an error (hand-written, longer than record-host-evidence keeps) cut in a character
+    let error = format!("{}\nERROR: nginx reload failed", "é".repeat(2400));
+    assert!(!error.is_char_boundary(error.len() - 1000));
+    let mut item = evidence("i-0ccc", Outcome::RolledBack, VERSION);
+    item.insert(
+        certship_shared::evidence::attr::ERROR.into(),
+        AttributeValue::S(error.clone()),
+    );
+    let list = nodes(vec![online("i-0ccc")]);
+    let found = evidence_items(vec![item]);
+    let sinks = Sinks::new();
+
+    let result = check_at(
+        &sinks.state(ssm_client(&[&list]), &[&found]),
+        input(None),
+        at(NOW),
+    )
+    .await
+    .unwrap();
+
+    let kept = result.failures[0].output.strip_prefix(TRUNCATED).unwrap();
+    assert_eq!(
+        kept.len(),
+        999,
+        "cut forward to the next character boundary"
+    );
+    assert!(error.ends_with(kept));
 }
 
 #[tokio::test]
 async fn failures_and_results_are_capped_but_counts_stay_exact() {
-    let hosts = (0..120)
-        .map(|i| invocation(&format!("i-{i:04}"), "Failed", "Failed", "ERROR"))
-        .collect();
-    let list = listing(hosts);
+    let ids: Vec<String> = (0..120).map(|i| format!("i-{i:04}")).collect();
+    let list = nodes(ids.iter().map(|id| online(id)).collect());
+    let found = evidence_items(
+        ids.iter()
+            .map(|id| evidence(id, Outcome::Failed, VERSION))
+            .collect(),
+    );
     let sinks = Sinks::new();
 
-    let result = check_at(&sinks.state(ssm_client(&[&list])), input(None), at(NOW))
-        .await
-        .unwrap();
+    let result = check_at(
+        &sinks.state(ssm_client(&[&list]), &[&found]),
+        input(None),
+        at(NOW),
+    )
+    .await
+    .unwrap();
 
     assert_eq!(result.hosts.failed, 120);
     assert_eq!(result.failures.len(), MAX_FAILURES);

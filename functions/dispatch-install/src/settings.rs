@@ -1,15 +1,15 @@
-//! What dispatch-install takes from its environment: the mapping table, the request rules and how
-//! the install command is sent (template parameters), checked at cold start against the patterns
-//! SSM and the install document accept.
+//! What dispatch-install takes from its environment: the mapping table, the request rules and the
+//! association it keeps as each mapping's desired state (template parameters), checked at cold
+//! start against the patterns SSM and the install document accept.
 
 use certship_shared::mapping::TABLE_NAME_VAR;
+use certship_shared::rate::Rate;
 use certship_shared::rules::RequestRules;
 use certship_shared::{CertshipError, env};
 
-/// The environment variables the command settings come from (set by the template, and by
+/// The environment variables the association settings come from (set by the template, and by
 /// `certship local up`'s flags).
 pub const INSTALL_DOCUMENT_NAME_VAR: &str = "INSTALL_DOCUMENT_NAME";
-pub const COMMAND_TIMEOUT_SECONDS_VAR: &str = "COMMAND_TIMEOUT_SECONDS";
 pub const INSTALL_DEADLINE_SECONDS_VAR: &str = "INSTALL_DEADLINE_SECONDS";
 pub const MAX_CONCURRENCY_VAR: &str = "MAX_CONCURRENCY";
 pub const MAX_ERRORS_VAR: &str = "MAX_ERRORS";
@@ -17,6 +17,11 @@ pub const CERTIFICATE_DIRECTORY_VAR: &str = "CERTIFICATE_DIRECTORY";
 pub const PRIVATE_KEY_DIRECTORY_VAR: &str = "PRIVATE_KEY_DIRECTORY";
 pub const FILE_OWNER_VAR: &str = "FILE_OWNER";
 pub const FILE_GROUP_VAR: &str = "FILE_GROUP";
+pub const STATE_DIRECTORY_VAR: &str = "STATE_DIRECTORY";
+pub const BACKOFF_MINUTES_VAR: &str = "BACKOFF_MINUTES";
+pub const RECONCILE_SCHEDULE_VAR: &str = "RECONCILE_SCHEDULE";
+pub const ASSOCIATION_OUTPUT_BUCKET_VAR: &str = "ASSOCIATION_OUTPUT_BUCKET";
+pub const ASSOCIATION_DISPATCH_ROLE_ARN_VAR: &str = "ASSOCIATION_DISPATCH_ROLE_ARN";
 
 /// The function's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +30,7 @@ pub struct Settings {
     pub table_name: String,
     /// What a request may ask for here (`AWS_REGION`, `ALLOWED_RELOAD_SERVICES`).
     pub rules: RequestRules,
-    pub command: CommandSettings,
+    pub association: AssociationSettings,
 }
 
 impl Settings {
@@ -33,35 +38,49 @@ impl Settings {
         Ok(Self {
             table_name: env::required(TABLE_NAME_VAR)?,
             rules: RequestRules::from_env()?,
-            command: CommandSettings::from_env()?,
+            association: AssociationSettings::from_env()?,
         })
     }
 }
-use certship_shared::rate::Rate;
 
-/// SendCommand settings and the document parameters that come from the deployment, not the request.
+/// How each mapping's association is set, and the document parameters that come from the
+/// deployment rather than the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CommandSettings {
+pub struct AssociationSettings {
     pub document_name: String,
-    /// SendCommand `TimeoutSeconds`: how long a host may take to start the command.
-    pub timeout_seconds: i32,
     /// How long after dispatch check-install-status gives up (`$.Dispatch.DeadlineAt`).
     pub deadline_seconds: u64,
     pub max_concurrency: String,
     pub max_errors: String,
+    /// The association's `ScheduleExpression`: how often every target re-verifies its files.
+    pub reconcile_schedule: String,
+    /// Where the agent writes each run's output (`OutputS3BucketName`), which
+    /// record-host-evidence reads.
+    pub output_bucket: String,
+    /// The role State Manager assumes to run the association (`AssociationDispatchAssumeRole`);
+    /// unset, the service-linked role, which AWS is phasing out for State Manager.
+    pub dispatch_role_arn: Option<String>,
     pub certificate_directory: Option<String>,
     pub private_key_directory: Option<String>,
     pub file_owner: Option<String>,
     pub file_group: Option<String>,
+    /// The document's `StateDirectory`: where a host keeps its manifest and back-off markers.
+    pub state_directory: Option<String>,
+    /// The document's `BackoffMinutes`: how long a host leaves a rolled-back version alone.
+    pub backoff_minutes: Option<u32>,
 }
 
 pub const DEFAULT_DOCUMENT_NAME: &str = "Install-Certificate-Linux";
-pub const DEFAULT_TIMEOUT_SECONDS: i32 = 600;
 pub const DEFAULT_DEADLINE_SECONDS: u64 = 1200;
-/// Half the fleet at a time, and stop sending after the first failed host, so a certificate that
-/// breaks a service does not spread; the failed host itself rolls back.
+/// Half the fleet at a time, and stop after the first failed host, so a certificate that breaks a
+/// service does not spread; the failed host itself rolls back. State Manager applies the
+/// thresholds per run, so the next scheduled run tries every target again.
 pub const DEFAULT_MAX_CONCURRENCY: &str = "50%";
 pub const DEFAULT_MAX_ERRORS: &str = "0";
+/// Every target re-verifies its files hourly (DESIGN, "Convergence").
+pub const DEFAULT_RECONCILE_SCHEDULE: &str = "rate(1 hour)";
+/// The longest back-off a host may be asked for: 30 days.
+pub const MAX_BACKOFF_MINUTES: u32 = 43_200;
 
 fn config_error(name: &str, value: &str, rule: &str) -> CertshipError {
     CertshipError::Configuration(format!("{name}={value:?} is invalid: {rule}"))
@@ -86,7 +105,82 @@ fn is_account_name(value: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-'))
 }
 
-impl CommandSettings {
+/// An S3 bucket name: 3-63 of lowercase letters, digits, `.` and `-`, starting and ending with a
+/// letter or digit.
+fn is_bucket_name(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    (3..=63).contains(&bytes.len())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-'))
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
+}
+
+fn is_role_arn(value: &str) -> bool {
+    value.starts_with("arn:aws")
+        && value.split(':').nth(2) == Some("iam")
+        && value
+            .split(':')
+            .nth(5)
+            .is_some_and(|r| r.starts_with("role/"))
+        && value.len() <= 2048
+}
+
+/// The schedules State Manager accepts for an association: `rate(N unit)` of at least 30 minutes
+/// and less than 31 days (the unit singular for 1, plural otherwise), or a `cron(...)` or
+/// `at(...)` expression, which SSM itself checks (SSM User Guide,
+/// `reference-cron-and-rate-expressions`). `Err` says what is wrong.
+pub fn check_schedule(value: &str) -> Result<(), String> {
+    const WHAT: &str = "a schedule of rate(N minutes|hours|days) from 30 minutes to under 31 \
+                        days, or cron(...) or at(...)";
+    if value.len() > 256 {
+        return Err(format!("{WHAT}; at most 256 characters"));
+    }
+    let inner = |prefix: &str| {
+        value
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_suffix(')'))
+            .filter(|inside| !inside.trim().is_empty())
+    };
+    if inner("cron(").is_some() || inner("at(").is_some() {
+        return Ok(());
+    }
+    let Some(rate) = inner("rate(") else {
+        return Err(WHAT.to_string());
+    };
+    let (count, unit) = rate.split_once(' ').ok_or_else(|| WHAT.to_string())?;
+    let count: u64 = count
+        .parse()
+        .ok()
+        .filter(|n| *n > 0 && !count.starts_with('0'))
+        .ok_or_else(|| WHAT.to_string())?;
+    let (minutes_per, singular) = match unit {
+        "minute" | "minutes" => (1, "minute"),
+        "hour" | "hours" => (60, "hour"),
+        "day" | "days" => (24 * 60, "day"),
+        _ => return Err(WHAT.to_string()),
+    };
+    if (count == 1) != (unit == singular) {
+        return Err(format!(
+            "{WHAT}; the unit is singular for 1 and plural otherwise"
+        ));
+    }
+    let minutes = count.saturating_mul(minutes_per);
+    if minutes < 30 {
+        return Err(format!(
+            "State Manager runs a rate schedule at most every 30 minutes ({WHAT})"
+        ));
+    }
+    if minutes >= 31 * 24 * 60 {
+        return Err(format!(
+            "State Manager's rate schedules are shorter than 31 days ({WHAT})"
+        ));
+    }
+    Ok(())
+}
+
+impl AssociationSettings {
     pub fn from_env() -> Result<Self, CertshipError> {
         Self::from_lookup(env::optional)
     }
@@ -107,31 +201,21 @@ impl CommandSettings {
                 "not an SSM document name",
             ));
         }
-        let number = |name: &str, default: u64, min: u64, max: u64| -> Result<u64, CertshipError> {
-            match lookup(name) {
-                None => Ok(default),
-                Some(raw) => match raw.trim().parse::<u64>() {
-                    Ok(n) if (min..=max).contains(&n) => Ok(n),
-                    _ => Err(config_error(
-                        name,
+        let deadline_seconds = match lookup(INSTALL_DEADLINE_SECONDS_VAR) {
+            None => DEFAULT_DEADLINE_SECONDS,
+            Some(raw) => raw
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (60..=2_592_000).contains(n))
+                .ok_or_else(|| {
+                    config_error(
+                        INSTALL_DEADLINE_SECONDS_VAR,
                         &raw,
-                        &format!("a whole number of seconds from {min} to {max}"),
-                    )),
-                },
-            }
+                        "a whole number of seconds from 60 to 2592000",
+                    )
+                })?,
         };
-        let timeout_seconds = number(
-            COMMAND_TIMEOUT_SECONDS_VAR,
-            DEFAULT_TIMEOUT_SECONDS as u64,
-            30,
-            2_592_000,
-        )?;
-        let deadline_seconds = number(
-            INSTALL_DEADLINE_SECONDS_VAR,
-            DEFAULT_DEADLINE_SECONDS,
-            60,
-            2_592_000,
-        )?;
         let max_concurrency =
             lookup(MAX_CONCURRENCY_VAR).unwrap_or_else(|| DEFAULT_MAX_CONCURRENCY.into());
         if Rate::max_concurrency(&max_concurrency).is_none() {
@@ -149,6 +233,23 @@ impl CommandSettings {
                 "a count of 0 or more, or 0%-100%",
             ));
         }
+        let reconcile_schedule =
+            lookup(RECONCILE_SCHEDULE_VAR).unwrap_or_else(|| DEFAULT_RECONCILE_SCHEDULE.into());
+        check_schedule(&reconcile_schedule)
+            .map_err(|rule| config_error(RECONCILE_SCHEDULE_VAR, &reconcile_schedule, &rule))?;
+        let output_bucket = lookup(ASSOCIATION_OUTPUT_BUCKET_VAR).ok_or_else(|| {
+            CertshipError::Configuration(format!(
+                "{ASSOCIATION_OUTPUT_BUCKET_VAR} must be set: the bucket the hosts write their \
+                 association output to"
+            ))
+        })?;
+        if !is_bucket_name(&output_bucket) {
+            return Err(config_error(
+                ASSOCIATION_OUTPUT_BUCKET_VAR,
+                &output_bucket,
+                "an S3 bucket name",
+            ));
+        }
         let checked = |name: &str,
                        valid: fn(&str) -> bool,
                        rule: &str|
@@ -160,16 +261,40 @@ impl CommandSettings {
         };
         let directory = "an absolute path of A-Z a-z 0-9 / . _ - without '..'";
         let account = "a user or group name ([a-z_][a-z0-9_-]{0,31})";
+        let backoff_minutes = match lookup(BACKOFF_MINUTES_VAR) {
+            None => None,
+            Some(raw) => Some(
+                raw.trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| *n <= MAX_BACKOFF_MINUTES)
+                    .ok_or_else(|| {
+                        config_error(
+                            BACKOFF_MINUTES_VAR,
+                            &raw,
+                            &format!("a whole number of minutes from 0 to {MAX_BACKOFF_MINUTES}"),
+                        )
+                    })?,
+            ),
+        };
         Ok(Self {
             document_name,
-            timeout_seconds: timeout_seconds as i32,
             deadline_seconds,
             max_concurrency,
             max_errors,
+            reconcile_schedule,
+            output_bucket,
+            dispatch_role_arn: checked(
+                ASSOCIATION_DISPATCH_ROLE_ARN_VAR,
+                is_role_arn,
+                "an IAM role ARN",
+            )?,
             certificate_directory: checked(CERTIFICATE_DIRECTORY_VAR, is_directory, directory)?,
             private_key_directory: checked(PRIVATE_KEY_DIRECTORY_VAR, is_directory, directory)?,
             file_owner: checked(FILE_OWNER_VAR, is_account_name, account)?,
             file_group: checked(FILE_GROUP_VAR, is_account_name, account)?,
+            state_directory: checked(STATE_DIRECTORY_VAR, is_directory, directory)?,
+            backoff_minutes,
         })
     }
 }
@@ -179,53 +304,84 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn settings(pairs: &[(&str, &str)]) -> Result<CommandSettings, CertshipError> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        CommandSettings::from_lookup(|name| map.get(name).cloned())
+    const BUCKET: &str = "certship-association-output-123456789012-us-east-1";
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<AssociationSettings, CertshipError> {
+        let mut map: HashMap<String, String> = HashMap::from([(
+            ASSOCIATION_OUTPUT_BUCKET_VAR.to_string(),
+            BUCKET.to_string(),
+        )]);
+        for (k, v) in pairs {
+            map.insert(k.to_string(), v.to_string());
+        }
+        AssociationSettings::from_lookup(|name| map.get(name).cloned())
     }
 
     #[test]
-    fn defaults_apply_when_nothing_is_set() {
+    fn defaults_apply_when_nothing_else_is_set() {
         let s = settings(&[]).unwrap();
         assert_eq!(s.document_name, "Install-Certificate-Linux");
-        assert_eq!((s.timeout_seconds, s.deadline_seconds), (600, 1200));
+        assert_eq!(s.deadline_seconds, 1200);
         assert_eq!(
             (s.max_concurrency.as_str(), s.max_errors.as_str()),
             ("50%", "0")
         );
+        assert_eq!(s.reconcile_schedule, "rate(1 hour)");
+        assert_eq!(s.output_bucket, BUCKET);
+        assert_eq!(s.dispatch_role_arn, None);
         assert_eq!(s.certificate_directory, None);
+        assert_eq!((s.state_directory, s.backoff_minutes), (None, None));
+    }
+
+    #[test]
+    fn the_output_bucket_is_required() {
+        let err = AssociationSettings::from_lookup(|_| None).unwrap_err();
+        assert_eq!(err.name(), "ConfigurationError");
+        assert!(
+            err.to_string().contains(ASSOCIATION_OUTPUT_BUCKET_VAR),
+            "{err}"
+        );
     }
 
     #[test]
     fn values_from_the_environment_are_checked() {
+        let role = "arn:aws:iam::123456789012:role/certship-association-dispatch";
         let s = settings(&[
-            (COMMAND_TIMEOUT_SECONDS_VAR, "120"),
             (MAX_CONCURRENCY_VAR, "10"),
             (MAX_ERRORS_VAR, "25%"),
             (CERTIFICATE_DIRECTORY_VAR, "/etc/pki/tls/certs"),
             (FILE_GROUP_VAR, "ssl-cert"),
+            (RECONCILE_SCHEDULE_VAR, "cron(0 0/4 * * ? *)"),
+            (ASSOCIATION_DISPATCH_ROLE_ARN_VAR, role),
+            (STATE_DIRECTORY_VAR, "/var/lib/certship"),
+            (BACKOFF_MINUTES_VAR, "120"),
         ])
         .unwrap();
-        assert_eq!(s.timeout_seconds, 120);
         assert_eq!(s.max_errors, "25%");
         assert_eq!(
             s.certificate_directory.as_deref(),
             Some("/etc/pki/tls/certs")
         );
+        assert_eq!(s.reconcile_schedule, "cron(0 0/4 * * ? *)");
+        assert_eq!(s.dispatch_role_arn.as_deref(), Some(role));
+        assert_eq!(s.state_directory.as_deref(), Some("/var/lib/certship"));
+        assert_eq!(s.backoff_minutes, Some(120));
         for (name, bad) in [
-            (COMMAND_TIMEOUT_SECONDS_VAR, "10"),
-            (COMMAND_TIMEOUT_SECONDS_VAR, "ten"),
             (INSTALL_DEADLINE_SECONDS_VAR, "0"),
+            (INSTALL_DEADLINE_SECONDS_VAR, "ten"),
             (MAX_CONCURRENCY_VAR, "0"),
             (MAX_CONCURRENCY_VAR, "101%"),
             (MAX_ERRORS_VAR, "05"),
             (CERTIFICATE_DIRECTORY_VAR, "etc/ssl"),
             (PRIVATE_KEY_DIRECTORY_VAR, "/etc/../root"),
+            (STATE_DIRECTORY_VAR, "var/lib"),
             (FILE_OWNER_VAR, "root;reboot"),
             (INSTALL_DOCUMENT_NAME_VAR, "doc name"),
+            (BACKOFF_MINUTES_VAR, "-1"),
+            (BACKOFF_MINUTES_VAR, "43201"),
+            (ASSOCIATION_OUTPUT_BUCKET_VAR, "Not_A_Bucket"),
+            (ASSOCIATION_DISPATCH_ROLE_ARN_VAR, "certship-dispatch"),
+            (RECONCILE_SCHEDULE_VAR, "hourly"),
         ] {
             let err = settings(&[(name, bad)]).unwrap_err();
             assert_eq!(err.name(), "ConfigurationError");
@@ -233,5 +389,47 @@ mod tests {
         }
         assert!(settings(&[(MAX_ERRORS_VAR, "0%")]).is_ok());
         assert!(settings(&[(MAX_CONCURRENCY_VAR, "100%")]).is_ok());
+    }
+
+    #[test]
+    fn a_schedule_state_manager_would_refuse_is_refused_at_cold_start() {
+        for ok in [
+            "rate(30 minutes)",
+            "rate(1 hour)",
+            "rate(12 hours)",
+            "rate(1 day)",
+            "rate(30 days)",
+            "rate(44639 minutes)",
+            "cron(0 2 ? * SUN *)",
+            "at(2027-01-01T00:00:00)",
+        ] {
+            assert_eq!(check_schedule(ok), Ok(()), "{ok}");
+        }
+        for (bad, why) in [
+            ("rate(29 minutes)", "30 minutes"),
+            ("rate(1 minute)", "30 minutes"),
+            ("rate(31 days)", "31 days"),
+            ("rate(44640 minutes)", "31 days"),
+            ("rate(1 hours)", "singular"),
+            ("rate(2 hour)", "singular"),
+            ("rate(0 hours)", "rate("),
+            ("rate(01 hour)", "rate("),
+            ("rate(1 week)", "rate("),
+            ("rate(1hour)", "rate("),
+            ("rate()", "rate("),
+            ("cron()", "rate("),
+            ("every hour", "rate("),
+            ("", "rate("),
+        ] {
+            let err = check_schedule(bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+        let err = settings(&[(RECONCILE_SCHEDULE_VAR, "rate(10 minutes)")]).unwrap_err();
+        assert_eq!(err.name(), "ConfigurationError");
+        assert!(
+            err.to_string().contains(RECONCILE_SCHEDULE_VAR)
+                && err.to_string().contains("30 minutes"),
+            "{err}"
+        );
     }
 }

@@ -17,6 +17,7 @@ pub mod naming;
 pub mod pem;
 pub mod rate;
 pub mod rules;
+pub mod schedule;
 pub mod serial;
 pub mod time;
 pub mod types;
