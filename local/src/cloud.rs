@@ -13,7 +13,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use certship_moto::{MotoOptions, MotoServer};
 use certship_shared::rules::{ReloadAllowlist, RequestRules};
 use certship_stack::document::CommandDocument;
-use dispatch_install::CommandSettings;
+use dispatch_install::AssociationSettings;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,8 +35,9 @@ pub struct LocalOptions {
     pub gateway_port: Option<u16>,
     pub region: String,
     pub allowed_reload_services: String,
-    /// The install command's settings, as the template's parameters give them in AWS.
-    pub command: CommandSettings,
+    /// The association dispatch-install keeps per mapping, as the template's parameters set it
+    /// in AWS (the output bucket and dispatch role are the local cloud's).
+    pub association: AssociationSettings,
     /// The emulated SSM Agents' clock: how often they list their associations and how long an
     /// hour of an association's schedule lasts.
     pub agent: AgentSettings,
@@ -51,47 +52,63 @@ impl LocalOptions {
             gateway_port: None,
             region: "us-east-1".into(),
             allowed_reload_services: "nginx,apache2,httpd,haproxy".into(),
-            command: CommandSettings::from_lookup(|_| None)
+            association: association_settings(&AssociationOverrides::default())
                 .unwrap_or_else(|e| unreachable!("the defaults are valid: {e}")),
             agent: AgentSettings::default(),
         }
     }
 }
 
-/// The install command's settings that `certship local up` can change, as the template's
+/// The association's settings that `certship local up` can change, as the template's
 /// parameters change them in AWS; `None` keeps the default.
 #[derive(Debug, Clone, Default)]
-pub struct CommandOverrides {
+pub struct AssociationOverrides {
     pub install_deadline_seconds: Option<u64>,
-    pub command_timeout_seconds: Option<u64>,
     pub max_concurrency: Option<String>,
     pub max_errors: Option<String>,
+    pub reconcile_schedule: Option<String>,
+}
+
+/// dispatch-install's settings as the template gives them, with the local cloud's bucket and
+/// dispatch role, read with dispatch-install's own parsing, so a value it would refuse in AWS is
+/// refused here, before anything starts.
+fn association_settings(overrides: &AssociationOverrides) -> Result<AssociationSettings> {
+    use dispatch_install::settings;
+    let values: std::collections::HashMap<&str, String> = [
+        (
+            settings::INSTALL_DEADLINE_SECONDS_VAR,
+            overrides.install_deadline_seconds.map(|s| s.to_string()),
+        ),
+        (
+            settings::MAX_CONCURRENCY_VAR,
+            overrides.max_concurrency.clone(),
+        ),
+        (settings::MAX_ERRORS_VAR, overrides.max_errors.clone()),
+        (
+            settings::RECONCILE_SCHEDULE_VAR,
+            overrides.reconcile_schedule.clone(),
+        ),
+        (
+            settings::ASSOCIATION_OUTPUT_BUCKET_VAR,
+            Some(provision::OUTPUT_BUCKET_NAME.to_string()),
+        ),
+        (
+            settings::ASSOCIATION_DISPATCH_ROLE_ARN_VAR,
+            Some(provision::dispatch_role_arn()),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.map(|v| (k, v)))
+    .collect();
+    Ok(AssociationSettings::from_lookup(|name| {
+        values.get(name).cloned()
+    })?)
 }
 
 impl LocalOptions {
-    /// Applies `overrides` with dispatch-install's own parsing, so a value it would refuse in
-    /// AWS is refused here, before anything starts.
-    pub fn override_command(&mut self, overrides: &CommandOverrides) -> Result<()> {
-        use dispatch_install::settings;
-        let values: std::collections::HashMap<&str, String> = [
-            (
-                settings::INSTALL_DEADLINE_SECONDS_VAR,
-                overrides.install_deadline_seconds.map(|s| s.to_string()),
-            ),
-            (
-                settings::COMMAND_TIMEOUT_SECONDS_VAR,
-                overrides.command_timeout_seconds.map(|s| s.to_string()),
-            ),
-            (
-                settings::MAX_CONCURRENCY_VAR,
-                overrides.max_concurrency.clone(),
-            ),
-            (settings::MAX_ERRORS_VAR, overrides.max_errors.clone()),
-        ]
-        .into_iter()
-        .filter_map(|(k, v)| v.map(|v| (k, v)))
-        .collect();
-        self.command = CommandSettings::from_lookup(|name| values.get(name).cloned())?;
+    /// Applies `overrides` (see [`AssociationOverrides`]).
+    pub fn override_association(&mut self, overrides: &AssociationOverrides) -> Result<()> {
+        self.association = association_settings(overrides)?;
         Ok(())
     }
 }
@@ -106,6 +123,8 @@ pub struct LocalCloud {
     pub region: String,
     pub state_machine_arn: String,
     pub table_name: String,
+    /// The evidence table (the template's `EvidenceTable`).
+    pub evidence_table_name: String,
     pub hosts: Hosts,
     pub functions: Arc<Functions>,
     config: SdkConfig,
@@ -259,8 +278,9 @@ impl LocalCloud {
                 table_name: provision::TABLE_NAME.into(),
                 event_bus_name: "default".into(),
                 state_machine_arn: state_machine_arn.clone(),
+                evidence_table_name: provision::EVIDENCE_TABLE_NAME.into(),
                 rules,
-                command: options.command.clone(),
+                association: options.association.clone(),
             },
         ));
         let runner = Arc::new(HostRunner::new(HostEnvironment {
@@ -298,10 +318,17 @@ impl LocalCloud {
         let Provisioned {
             state_machine_arn: created_arn,
             renewal_queue_url,
+            output_queue_url,
         } = provision::provision(&config, &project, &options.region).await?;
         if created_arn != state_machine_arn {
             bail!("the state machine is {created_arn}, expected {state_machine_arn}");
         }
+        tasks.push(tokio::spawn(super::evidence::drain_output_queue(
+            aws_sdk_sqs::Client::new(&config),
+            output_queue_url,
+            Arc::clone(&functions),
+            shutdown_rx.clone(),
+        )));
         tasks.push(tokio::spawn(super::state_manager::run_agents(
             Arc::clone(&state_manager),
             shutdown_rx.clone(),
@@ -320,6 +347,7 @@ impl LocalCloud {
             region: options.region,
             state_machine_arn,
             table_name: provision::TABLE_NAME.into(),
+            evidence_table_name: provision::EVIDENCE_TABLE_NAME.into(),
             hosts,
             functions,
             config,

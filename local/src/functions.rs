@@ -1,4 +1,4 @@
-//! The four Lambdas of the local cloud: their real handlers, called in-process, with the error
+//! certship's Lambdas in the local cloud: their real handlers, called in-process, with the error
 //! contract of Lambda's Invoke API, so the state machine's Retry and Catch behave as in AWS.
 
 use aws_config::SdkConfig;
@@ -17,14 +17,16 @@ pub enum Function {
     DispatchInstall,
     CheckInstallStatus,
     RenewalTrigger,
+    RecordHostEvidence,
 }
 
 impl Function {
-    pub const ALL: [Function; 4] = [
+    pub const ALL: [Function; 5] = [
         Function::ExportCertificate,
         Function::DispatchInstall,
         Function::CheckInstallStatus,
         Function::RenewalTrigger,
+        Function::RecordHostEvidence,
     ];
 
     /// The function's name in the local cloud.
@@ -34,6 +36,7 @@ impl Function {
             Function::DispatchInstall => "certship-dispatch-install",
             Function::CheckInstallStatus => "certship-check-install-status",
             Function::RenewalTrigger => "certship-renewal-trigger",
+            Function::RecordHostEvidence => "certship-record-host-evidence",
         }
     }
 
@@ -43,7 +46,7 @@ impl Function {
             Function::ExportCertificate => Some("ExportCertificateFunctionArn"),
             Function::DispatchInstall => Some("DispatchInstallFunctionArn"),
             Function::CheckInstallStatus => Some("CheckInstallStatusFunctionArn"),
-            Function::RenewalTrigger => None,
+            Function::RenewalTrigger | Function::RecordHostEvidence => None,
         }
     }
 
@@ -85,8 +88,10 @@ pub struct FunctionSettings {
     pub table_name: String,
     pub event_bus_name: String,
     pub state_machine_arn: String,
+    /// The evidence table (`EVIDENCE_TABLE_NAME`).
+    pub evidence_table_name: String,
     pub rules: RequestRules,
-    pub command: dispatch_install::CommandSettings,
+    pub association: dispatch_install::AssociationSettings,
 }
 
 /// The functions with their state, built once like a warm Lambda container.
@@ -95,6 +100,7 @@ pub struct Functions {
     dispatch: dispatch_install::AppState,
     check: check_install_status::AppState,
     renewal: renewal_trigger::AppState,
+    evidence: record_host_evidence::AppState,
     faults: Mutex<HashMap<Function, VecDeque<FunctionError>>>,
 }
 
@@ -112,14 +118,21 @@ impl Functions {
                 dispatch_install::Settings {
                     table_name: settings.table_name.clone(),
                     rules: settings.rules,
-                    command: settings.command,
+                    association: settings.association,
                 },
             ),
             check: check_install_status::AppState::new(
                 config,
                 check_install_status::Settings {
                     table_name: settings.table_name.clone(),
+                    evidence_table_name: settings.evidence_table_name.clone(),
                     event_bus_name: settings.event_bus_name,
+                },
+            ),
+            evidence: record_host_evidence::AppState::new(
+                config,
+                record_host_evidence::Settings {
+                    evidence_table_name: settings.evidence_table_name,
                 },
             ),
             renewal: renewal_trigger::AppState::new(
@@ -191,6 +204,9 @@ impl Functions {
             }
             Function::RenewalTrigger => {
                 output(renewal_trigger::handler(&self.renewal, decode(payload)?).await?)
+            }
+            Function::RecordHostEvidence => {
+                output(record_host_evidence::handler(&self.evidence, decode(payload)?).await?)
             }
         }
     }

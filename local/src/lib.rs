@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod cloud;
+pub mod evidence;
 pub mod functions;
 pub mod gateway;
 pub mod host_runner;
@@ -21,9 +22,9 @@ pub mod template;
 pub use api::API_PATH;
 /// The JSON-over-HTTP client of the local cloud's own endpoints (and moto's).
 pub use certship_moto::http;
-pub use cloud::{CommandOverrides, LocalCloud, LocalOptions, sdk_config};
-/// The install command's settings ([`LocalOptions::command`]), as dispatch-install reads them.
-pub use dispatch_install::CommandSettings;
+pub use cloud::{AssociationOverrides, LocalCloud, LocalOptions, sdk_config};
+/// The association's settings ([`LocalOptions::association`]), as dispatch-install reads them.
+pub use dispatch_install::AssociationSettings;
 
 /// The account the emulator uses.
 pub const ACCOUNT_ID: &str = "123456789012";

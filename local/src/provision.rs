@@ -1,5 +1,7 @@
 //! Provisions the local cloud from the project's own files: the state machine's ASL, the install
-//! document, and, from the SAM template itself, the mapping table and the renewal rule's pattern.
+//! document, and, from the SAM template itself, the mapping and evidence tables, the renewal
+//! rule's pattern, the association output bucket and the S3 event that feeds
+//! record-host-evidence.
 
 use super::functions::Function;
 use anyhow::{Context, Result, bail};
@@ -28,6 +30,14 @@ pub const OUTPUT_QUEUE_NAME: &str = "certship-local-association-output-events";
 /// The role State Manager dispatches the associations with (`AssociationDispatchRole`).
 pub const DISPATCH_ROLE_NAME: &str = "certship-association-dispatch";
 
+/// The dispatch role's ARN, as dispatch-install passes it (`ASSOCIATION_DISPATCH_ROLE_ARN`).
+pub fn dispatch_role_arn() -> String {
+    format!(
+        "arn:aws:iam::{}:role/{DISPATCH_ROLE_NAME}",
+        super::ACCOUNT_ID
+    )
+}
+
 pub const ASL_PATH: &str = "statemachine/certificate-deployment.asl.json";
 pub use certship_stack::document::INSTALL_DOCUMENT_PATH as DOCUMENT_PATH;
 
@@ -36,6 +46,8 @@ pub use certship_stack::document::INSTALL_DOCUMENT_PATH as DOCUMENT_PATH;
 pub struct Provisioned {
     pub state_machine_arn: String,
     pub renewal_queue_url: String,
+    /// Where the output bucket's notifications go, for record-host-evidence.
+    pub output_queue_url: String,
 }
 
 /// The ASL with the function ARNs substituted, refusing any placeholder left over.
@@ -82,10 +94,121 @@ pub async fn provision(config: &SdkConfig, project: &Path, region: &str) -> Resu
         .context("creating the state machine")?
         .state_machine_arn;
     let renewal_queue_url = create_renewal_rule(config, &template.renewal_rule_pattern()?).await?;
+    crate::template::create_table(
+        &template,
+        &aws_sdk_dynamodb::Client::new(config),
+        EVIDENCE_TABLE,
+        EVIDENCE_TABLE_NAME,
+    )?
+    .send()
+    .await
+    .context("creating the evidence table")?;
+    let output_queue_url = create_output_bucket(config, &template, region).await?;
     Ok(Provisioned {
         state_machine_arn,
         renewal_queue_url,
+        output_queue_url,
     })
+}
+
+/// The association output bucket, notifying a queue of what record-host-evidence's S3 event
+/// selects (its events and key filter, read from the template). Returns the queue's URL.
+async fn create_output_bucket(
+    config: &SdkConfig,
+    template: &Template,
+    region: &str,
+) -> Result<String> {
+    use aws_sdk_s3::types::{
+        BucketLocationConstraint, CreateBucketConfiguration, Event, FilterRule, FilterRuleName,
+        NotificationConfiguration, NotificationConfigurationFilter, QueueConfiguration,
+        S3KeyFilter,
+    };
+    template.properties(OUTPUT_BUCKET, "AWS::S3::Bucket")?;
+    let event = crate::template::s3_event(template, RECORD_HOST_EVIDENCE_FUNCTION)?;
+    if event.bucket != OUTPUT_BUCKET {
+        bail!(
+            "{RECORD_HOST_EVIDENCE_FUNCTION}'s S3 event watches {}, not {OUTPUT_BUCKET}",
+            event.bucket
+        );
+    }
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(true)
+            .build(),
+    );
+    let mut create = s3.create_bucket().bucket(OUTPUT_BUCKET_NAME);
+    if region != "us-east-1" {
+        create = create.create_bucket_configuration(
+            CreateBucketConfiguration::builder()
+                .location_constraint(BucketLocationConstraint::from(region))
+                .build(),
+        );
+    }
+    create.send().await.context("creating the output bucket")?;
+    let (queue_url, queue_arn) = create_queue(config, OUTPUT_QUEUE_NAME).await?;
+    let mut rules = Vec::new();
+    for (name, value) in &event.key_rules {
+        rules.push(
+            FilterRule::builder()
+                .name(FilterRuleName::from(name.as_str()))
+                .value(value)
+                .build(),
+        );
+    }
+    let mut queue = QueueConfiguration::builder()
+        .id(RECORD_HOST_EVIDENCE_FUNCTION)
+        .queue_arn(queue_arn)
+        .set_events(Some(
+            event
+                .events
+                .iter()
+                .map(|e| Event::from(e.as_str()))
+                .collect(),
+        ));
+    if !rules.is_empty() {
+        queue = queue.filter(
+            NotificationConfigurationFilter::builder()
+                .key(S3KeyFilter::builder().set_filter_rules(Some(rules)).build())
+                .build(),
+        );
+    }
+    s3.put_bucket_notification_configuration()
+        .bucket(OUTPUT_BUCKET_NAME)
+        .notification_configuration(
+            NotificationConfiguration::builder()
+                .queue_configurations(queue.build()?)
+                .build(),
+        )
+        .send()
+        .await
+        .context("notifying the output queue of the bucket's run output")?;
+    Ok(queue_url)
+}
+
+/// A queue and its ARN.
+async fn create_queue(config: &SdkConfig, name: &str) -> Result<(String, String)> {
+    let sqs = aws_sdk_sqs::Client::new(config);
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .with_context(|| format!("creating the queue {name}"))?
+        .queue_url
+        .context("CreateQueue returned no URL")?;
+    let queue_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await?
+        .attributes
+        .and_then(|a| {
+            a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                .cloned()
+        })
+        .with_context(|| format!("the queue {name} has no ARN"))?;
+    Ok((queue_url, queue_arn))
 }
 
 async fn create_document(ssm: &aws_sdk_ssm::Client, project: &Path) -> Result<()> {
@@ -104,27 +227,7 @@ async fn create_document(ssm: &aws_sdk_ssm::Client, project: &Path) -> Result<()
 }
 
 async fn create_renewal_rule(config: &SdkConfig, pattern: &str) -> Result<String> {
-    let sqs = aws_sdk_sqs::Client::new(config);
-    let queue_url = sqs
-        .create_queue()
-        .queue_name(RENEWAL_QUEUE_NAME)
-        .send()
-        .await
-        .context("creating the renewal queue")?
-        .queue_url
-        .context("CreateQueue returned no URL")?;
-    let queue_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&queue_url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await?
-        .attributes
-        .and_then(|a| {
-            a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-                .cloned()
-        })
-        .context("the renewal queue has no ARN")?;
+    let (queue_url, queue_arn) = create_queue(config, RENEWAL_QUEUE_NAME).await?;
     let events = aws_sdk_eventbridge::Client::new(config);
     events
         .put_rule()

@@ -36,6 +36,8 @@ pub struct RunningCloud {
     pub region: String,
     pub state_machine_arn: String,
     pub table_name: String,
+    #[serde(default)]
+    pub evidence_table_name: String,
     pub hosts_dir: PathBuf,
 }
 
@@ -151,6 +153,7 @@ mod tests {
             region: "us-east-1".into(),
             state_machine_arn: "arn".into(),
             table_name: "t".into(),
+            evidence_table_name: "e".into(),
             hosts_dir: dir.path().join("hosts"),
         };
         cloud.write(dir.path()).unwrap();

@@ -10,7 +10,8 @@ use aws_sdk_ssm::types::{
 use certship_local::hosts::{self, HostInfo, Simulation};
 use certship_local::state_manager::AgentSettings;
 use certship_local::{LocalCloud, LocalOptions};
-use certship_shared::evidence::OutputKey;
+use certship_shared::evidence::{HostEvidence, OutputKey};
+use certship_shared::host_report::Outcome;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -730,4 +731,72 @@ async fn schedules_repeat_compressed_and_start_once_runs_now() {
         runs(&cloud, &host, "once") == 2
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_runs_stdout_becomes_the_hosts_evidence_through_the_buckets_notification() {
+    let (cloud, _state) = start().await;
+    document(
+        &cloud,
+        "Report",
+        r#"echo '{"cert_name":"web","secret_version_id":"v1","serial":"0A","status":"installed","reason":"missing","reloaded":true}'"#,
+    )
+    .await;
+    let host = add_host(&cloud, &[("role", "web")]).await;
+
+    // the provisioned output bucket, as dispatch-install names it from the template's outputs
+    let association_id = ssm(&cloud)
+        .create_association()
+        .name("Report")
+        .targets(web())
+        .output_location(
+            InstanceAssociationOutputLocation::builder()
+                .s3_location(
+                    S3OutputLocation::builder()
+                        .output_s3_bucket_name(certship_local::provision::OUTPUT_BUCKET_NAME)
+                        .output_s3_key_prefix("web/web-0123456789ab")
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .association_description
+        .unwrap()
+        .association_id
+        .unwrap();
+
+    let dynamodb = aws_sdk_dynamodb::Client::new(cloud.sdk_config());
+    let mut item = None;
+    for _ in 0..150 {
+        let got = dynamodb
+            .get_item()
+            .table_name(&cloud.evidence_table_name)
+            .set_key(Some(HostEvidence::key("web-0123456789ab", &host)))
+            .send()
+            .await
+            .unwrap();
+        if let Some(found) = got.item {
+            item = Some(found);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let evidence = HostEvidence::from_item(&item.expect("no evidence within 15 s")).unwrap();
+    assert_eq!(evidence.instance_id, host);
+    assert_eq!(
+        evidence.association_id.as_deref(),
+        Some(association_id.as_str())
+    );
+    assert_eq!(evidence.outcome, Outcome::Installed);
+    assert_eq!(evidence.secret_version_id.as_deref(), Some("v1"));
+    assert_eq!(evidence.serial.as_deref(), Some("0A"));
+    assert!(evidence.reloaded);
+    // the run id is the run's start, as the agent's key gives it
+    assert!(
+        evidence.observed_at.ends_with('Z'),
+        "{}",
+        evidence.observed_at
+    );
 }

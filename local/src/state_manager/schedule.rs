@@ -14,6 +14,7 @@
 //! weekly or monthly) and compressed the same way: the emulator keeps the rhythm, not the wall
 //! clock times. `at(...)` never repeats.
 
+use certship_shared::schedule::ReconcileSchedule;
 use std::time::Duration;
 
 const MINUTE: u64 = 60;
@@ -31,16 +32,11 @@ pub enum Schedule {
 
 impl Schedule {
     /// Reads an expression; `Err` says why State Manager would refuse it (`InvalidSchedule`).
+    /// Rates and the outline of cron are certship's one schedule rule
+    /// (`certship_shared::schedule`), which holds State Manager's bounds.
     pub fn parse(expression: &str) -> Result<Self, String> {
-        let expression = expression.trim();
         if expression.is_empty() || expression.len() > 256 {
             return Err("the schedule expression must be 1 to 256 characters".into());
-        }
-        if let Some(body) = inner(expression, "rate") {
-            return rate(body).map(Schedule::Every);
-        }
-        if let Some(body) = inner(expression, "cron") {
-            return cron(body).map(Schedule::Every);
         }
         if let Some(body) = inner(expression, "at") {
             let shape = body.len() == 19
@@ -56,9 +52,12 @@ impl Schedule {
                 Err(format!("{expression} is not at(yyyy-mm-ddThh:mm:ss)"))
             };
         }
-        Err(format!(
-            "{expression} is neither a rate, a cron nor an at expression"
-        ))
+        match ReconcileSchedule::parse(expression)? {
+            ReconcileSchedule::Rate(every) => Ok(Schedule::Every(every.as_secs())),
+            ReconcileSchedule::Cron(_) => {
+                cron(inner(expression, "cron").unwrap_or_default()).map(Schedule::Every)
+            }
+        }
     }
 
     /// How long the interval lasts on the local cloud, where an hour of schedule lasts `hour`;
@@ -81,30 +80,6 @@ fn inner<'a>(expression: &'a str, function: &str) -> Option<&'a str> {
         .strip_prefix(function)?
         .strip_prefix('(')?
         .strip_suffix(')')
-        .map(str::trim)
-}
-
-fn rate(body: &str) -> Result<u64, String> {
-    let refuse = || {
-        format!("rate({body}) is not rate(N minutes|hours|days) of 30 minutes to less than 31 days")
-    };
-    let (number, unit) = body.split_once(' ').ok_or_else(refuse)?;
-    let n: u64 = number
-        .parse()
-        .ok()
-        .filter(|n| *n > 0 && !number.starts_with('0'))
-        .ok_or_else(refuse)?;
-    let unit_seconds = match unit.trim() {
-        "minute" | "minutes" => MINUTE,
-        "hour" | "hours" => HOUR,
-        "day" | "days" => DAY,
-        _ => return Err(refuse()),
-    };
-    let seconds = n.checked_mul(unit_seconds).ok_or_else(refuse)?;
-    if !(30 * MINUTE..31 * DAY).contains(&seconds) {
-        return Err(refuse());
-    }
-    Ok(seconds)
 }
 
 fn cron(body: &str) -> Result<u64, String> {

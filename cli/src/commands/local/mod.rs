@@ -82,11 +82,12 @@ impl LocalArgs {
 fn status(state: &Path) {
     match RunningCloud::read(state) {
         Some(r) => println!(
-            "running (pid {}) at {}\nstate machine {}\nmapping table {}\nhosts under {}",
+            "running (pid {}) at {}\nstate machine {}\nmapping table {}\nevidence table {}\nhosts under {}",
             r.pid,
             r.endpoint,
             r.state_machine_arn,
             r.table_name,
+            r.evidence_table_name,
             r.hosts_dir.display()
         ),
         None => println!("No local cloud is running."),
@@ -95,11 +96,12 @@ fn status(state: &Path) {
 
 /// The shell exports that point the AWS CLI, the SDKs and the operator commands at `cloud`.
 pub fn env(cloud: &RunningCloud) -> String {
-    use crate::ops::env::{API_URL, STATE_MACHINE_ARN, TABLE_NAME};
+    use crate::ops::env::{API_URL, EVIDENCE_TABLE_NAME, STATE_MACHINE_ARN, TABLE_NAME};
     format!(
-        "export AWS_ENDPOINT_URL={endpoint}\nexport AWS_ACCESS_KEY_ID=testing\nexport AWS_SECRET_ACCESS_KEY=testing\nexport AWS_DEFAULT_REGION={region}\nexport AWS_REGION={region}\nexport {STATE_MACHINE_ARN}={}\nexport {TABLE_NAME}={}\nexport {API_URL}={endpoint}{}",
+        "export AWS_ENDPOINT_URL={endpoint}\nexport AWS_ACCESS_KEY_ID=testing\nexport AWS_SECRET_ACCESS_KEY=testing\nexport AWS_DEFAULT_REGION={region}\nexport AWS_REGION={region}\nexport {STATE_MACHINE_ARN}={}\nexport {TABLE_NAME}={}\nexport {EVIDENCE_TABLE_NAME}={}\nexport {API_URL}={endpoint}{}",
         cloud.state_machine_arn,
         cloud.table_name,
+        cloud.evidence_table_name,
         certship_local::API_PATH,
         endpoint = cloud.endpoint,
         region = cloud.region,

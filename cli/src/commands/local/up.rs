@@ -2,7 +2,8 @@
 
 use anyhow::Result;
 use certship_local::running::CloudLock;
-use certship_local::{CommandOverrides, LocalOptions, supervise};
+use certship_local::state_manager::AgentSettings;
+use certship_local::{AssociationOverrides, LocalOptions, supervise};
 use clap::Args;
 use std::path::Path;
 
@@ -17,15 +18,22 @@ pub struct UpArgs {
     /// Seconds after dispatch that check-install-status gives up (INSTALL_DEADLINE_SECONDS)
     #[arg(long, value_name = "SECONDS")]
     install_deadline: Option<u64>,
-    /// SendCommand's delivery timeout (COMMAND_TIMEOUT_SECONDS)
-    #[arg(long, value_name = "SECONDS")]
-    command_timeout: Option<u64>,
-    /// SendCommand's MaxConcurrency (MAX_CONCURRENCY), e.g. 50% or 2
+    /// The association's MaxConcurrency (MAX_CONCURRENCY), e.g. 50% or 2
     #[arg(long)]
     max_concurrency: Option<String>,
-    /// SendCommand's MaxErrors (MAX_ERRORS), e.g. 0 or 10%
+    /// The association's MaxErrors (MAX_ERRORS), e.g. 0 or 10%
     #[arg(long)]
     max_errors: Option<String>,
+    /// The association's schedule (RECONCILE_SCHEDULE), e.g. "rate(30 minutes)"
+    #[arg(long, value_name = "EXPRESSION")]
+    reconcile_schedule: Option<String>,
+    /// How long one hour of an association's schedule lasts here: with 60, rate(1 hour) runs
+    /// every minute
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    schedule_hour: u64,
+    /// How often each host's emulated SSM Agent lists its associations (10 minutes on a real host)
+    #[arg(long, value_name = "MILLISECONDS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(100..))]
+    agent_poll: u64,
     /// systemd units a deployment may reload (ALLOWED_RELOAD_SERVICES)
     #[arg(long, value_name = "UNITS")]
     allowed_reload_services: Option<String>,
@@ -36,12 +44,16 @@ impl UpArgs {
         let mut options = LocalOptions::new(project);
         options.state_dir = state.to_path_buf();
         options.gateway_port = self.port;
-        options.override_command(&CommandOverrides {
+        options.override_association(&AssociationOverrides {
             install_deadline_seconds: self.install_deadline,
-            command_timeout_seconds: self.command_timeout,
             max_concurrency: self.max_concurrency.clone(),
             max_errors: self.max_errors.clone(),
+            reconcile_schedule: self.reconcile_schedule.clone(),
         })?;
+        options.agent = AgentSettings {
+            poll_period: std::time::Duration::from_millis(self.agent_poll),
+            schedule_hour: std::time::Duration::from_secs(self.schedule_hour),
+        };
         if let Some(units) = &self.allowed_reload_services {
             options.allowed_reload_services = units.clone();
         }
