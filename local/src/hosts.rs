@@ -216,6 +216,42 @@ pub fn set_simulation(hosts: &Hosts, instance_id: &str, simulate: Simulation) ->
 mod tests {
     use super::*;
 
+    /// A client that would fail any call it made: the checks below refuse before calling EC2.
+    fn ec2() -> aws_sdk_ec2::Client {
+        aws_sdk_ec2::Client::from_conf(
+            aws_sdk_ec2::Config::builder()
+                .behavior_version_latest()
+                .region(aws_sdk_ec2::config::Region::new("us-east-1"))
+                .endpoint_url("http://127.0.0.1:1")
+                .build(),
+        )
+    }
+
+    #[tokio::test]
+    async fn unknown_hosts_and_missing_tags_are_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let hosts = Hosts::new(dir.path());
+        hosts
+            .save(&HostInfo {
+                instance_id: "i-0abc".into(),
+                tags: BTreeMap::from([("env".into(), "dev".into())]),
+                simulate: Simulation::Healthy,
+            })
+            .unwrap();
+        let tags = BTreeMap::from([("role".to_string(), "web".to_string())]);
+
+        let unknown = tag(&ec2(), &hosts, "i-0fff", &tags).await.unwrap_err();
+        assert!(unknown.to_string().contains("i-0fff"), "{unknown}");
+        assert!(unknown.to_string().contains("hosts: i-0abc"), "{unknown}");
+        let missing = untag(&ec2(), &hosts, "i-0abc", &["role".to_string()])
+            .await
+            .unwrap_err();
+        assert!(missing.to_string().contains("no tag \"role\""), "{missing}");
+        assert!(missing.to_string().contains("env"), "{missing}");
+        // nothing changed
+        assert_eq!(hosts.load("i-0abc").unwrap().tags.len(), 1);
+    }
+
     #[test]
     fn hosts_round_trip_and_foreign_names_are_ignored() {
         let dir = tempfile::tempdir().unwrap();
@@ -238,6 +274,10 @@ mod tests {
         );
         let err = set_simulation(&hosts, "i-0def", Simulation::Offline).unwrap_err();
         assert!(err.to_string().contains("i-0abc"), "{err}");
+        let written = std::fs::read_dir(dir.path().join("i-0abc"))
+            .unwrap()
+            .count();
+        assert_eq!(written, 2, "host.json and tmp/, no temporary file left");
         assert!(
             hosts
                 .save(&HostInfo {

@@ -182,6 +182,14 @@ async fn create_output_bucket(
         .send()
         .await
         .context("notifying the output queue of the bucket's run output")?;
+    // Saving the configuration put S3's `s3:TestEvent` on the queue; a Lambda destination never
+    // receives one, so neither does record-host-evidence.
+    aws_sdk_sqs::Client::new(config)
+        .purge_queue()
+        .queue_url(&queue_url)
+        .send()
+        .await
+        .context("emptying the output queue of S3's test event")?;
     Ok(queue_url)
 }
 
