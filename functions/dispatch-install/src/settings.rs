@@ -5,6 +5,8 @@
 use certship_shared::mapping::TABLE_NAME_VAR;
 use certship_shared::rate::Rate;
 use certship_shared::rules::RequestRules;
+pub use certship_shared::schedule::DEFAULT_RECONCILE_SCHEDULE;
+use certship_shared::schedule::ReconcileSchedule;
 use certship_shared::{CertshipError, env};
 
 /// The environment variables the association settings come from (set by the template, and by
@@ -76,9 +78,8 @@ pub const DEFAULT_DEADLINE_SECONDS: u64 = 1200;
 /// service does not spread; the failed host itself rolls back. State Manager applies the
 /// thresholds per run, so the next scheduled run tries every target again.
 pub const DEFAULT_MAX_CONCURRENCY: &str = "50%";
-pub const DEFAULT_MAX_ERRORS: &str = "0";
-/// Every target re-verifies its files hourly (DESIGN, "Convergence").
-pub const DEFAULT_RECONCILE_SCHEDULE: &str = "rate(1 hour)";
+/// Not 0: an association's errors recur every interval, so one broken host would stop every run.
+pub const DEFAULT_MAX_ERRORS: &str = "10%";
 /// The longest back-off a host may be asked for: 30 days.
 pub const MAX_BACKOFF_MINUTES: u32 = 43_200;
 
@@ -125,59 +126,6 @@ fn is_role_arn(value: &str) -> bool {
             .nth(5)
             .is_some_and(|r| r.starts_with("role/"))
         && value.len() <= 2048
-}
-
-/// The schedules State Manager accepts for an association: `rate(N unit)` of at least 30 minutes
-/// and less than 31 days (the unit singular for 1, plural otherwise), or a `cron(...)` or
-/// `at(...)` expression, which SSM itself checks (SSM User Guide,
-/// `reference-cron-and-rate-expressions`). `Err` says what is wrong.
-pub fn check_schedule(value: &str) -> Result<(), String> {
-    const WHAT: &str = "a schedule of rate(N minutes|hours|days) from 30 minutes to under 31 \
-                        days, or cron(...) or at(...)";
-    if value.len() > 256 {
-        return Err(format!("{WHAT}; at most 256 characters"));
-    }
-    let inner = |prefix: &str| {
-        value
-            .strip_prefix(prefix)
-            .and_then(|rest| rest.strip_suffix(')'))
-            .filter(|inside| !inside.trim().is_empty())
-    };
-    if inner("cron(").is_some() || inner("at(").is_some() {
-        return Ok(());
-    }
-    let Some(rate) = inner("rate(") else {
-        return Err(WHAT.to_string());
-    };
-    let (count, unit) = rate.split_once(' ').ok_or_else(|| WHAT.to_string())?;
-    let count: u64 = count
-        .parse()
-        .ok()
-        .filter(|n| *n > 0 && !count.starts_with('0'))
-        .ok_or_else(|| WHAT.to_string())?;
-    let (minutes_per, singular) = match unit {
-        "minute" | "minutes" => (1, "minute"),
-        "hour" | "hours" => (60, "hour"),
-        "day" | "days" => (24 * 60, "day"),
-        _ => return Err(WHAT.to_string()),
-    };
-    if (count == 1) != (unit == singular) {
-        return Err(format!(
-            "{WHAT}; the unit is singular for 1 and plural otherwise"
-        ));
-    }
-    let minutes = count.saturating_mul(minutes_per);
-    if minutes < 30 {
-        return Err(format!(
-            "State Manager runs a rate schedule at most every 30 minutes ({WHAT})"
-        ));
-    }
-    if minutes >= 31 * 24 * 60 {
-        return Err(format!(
-            "State Manager's rate schedules are shorter than 31 days ({WHAT})"
-        ));
-    }
-    Ok(())
 }
 
 impl AssociationSettings {
@@ -235,7 +183,7 @@ impl AssociationSettings {
         }
         let reconcile_schedule =
             lookup(RECONCILE_SCHEDULE_VAR).unwrap_or_else(|| DEFAULT_RECONCILE_SCHEDULE.into());
-        check_schedule(&reconcile_schedule)
+        ReconcileSchedule::parse(&reconcile_schedule)
             .map_err(|rule| config_error(RECONCILE_SCHEDULE_VAR, &reconcile_schedule, &rule))?;
         let output_bucket = lookup(ASSOCIATION_OUTPUT_BUCKET_VAR).ok_or_else(|| {
             CertshipError::Configuration(format!(
@@ -391,39 +339,11 @@ mod tests {
         assert!(settings(&[(MAX_CONCURRENCY_VAR, "100%")]).is_ok());
     }
 
+    /// The rule itself is `certship_shared::schedule`'s (tested there); here, that a refused
+    /// schedule stops the cold start with a ConfigurationError naming the variable.
     #[test]
     fn a_schedule_state_manager_would_refuse_is_refused_at_cold_start() {
-        for ok in [
-            "rate(30 minutes)",
-            "rate(1 hour)",
-            "rate(12 hours)",
-            "rate(1 day)",
-            "rate(30 days)",
-            "rate(44639 minutes)",
-            "cron(0 2 ? * SUN *)",
-            "at(2027-01-01T00:00:00)",
-        ] {
-            assert_eq!(check_schedule(ok), Ok(()), "{ok}");
-        }
-        for (bad, why) in [
-            ("rate(29 minutes)", "30 minutes"),
-            ("rate(1 minute)", "30 minutes"),
-            ("rate(31 days)", "31 days"),
-            ("rate(44640 minutes)", "31 days"),
-            ("rate(1 hours)", "singular"),
-            ("rate(2 hour)", "singular"),
-            ("rate(0 hours)", "rate("),
-            ("rate(01 hour)", "rate("),
-            ("rate(1 week)", "rate("),
-            ("rate(1hour)", "rate("),
-            ("rate()", "rate("),
-            ("cron()", "rate("),
-            ("every hour", "rate("),
-            ("", "rate("),
-        ] {
-            let err = check_schedule(bad).unwrap_err();
-            assert!(err.contains(why), "{bad}: {err}");
-        }
+        assert!(settings(&[(RECONCILE_SCHEDULE_VAR, "cron(0 2 ? * SUN *)")]).is_ok());
         let err = settings(&[(RECONCILE_SCHEDULE_VAR, "rate(10 minutes)")]).unwrap_err();
         assert_eq!(err.name(), "ConfigurationError");
         assert!(

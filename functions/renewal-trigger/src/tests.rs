@@ -60,6 +60,8 @@ fn mapping(cert_name: &str, key: &str, value: &str, reload: Option<&str>) -> Map
         serial: Some("0a:1b".into()),
         cert_expiry_date: None,
         last_exported_date: None,
+        association_id: None,
+        secret_version_id: None,
         last_deployment: None,
     }
 }

@@ -21,6 +21,8 @@ fn mapping(arn: &str, name: &str, value: &str, reload: Option<&str>) -> Mapping 
         serial: Some("0a:1b".into()),
         cert_expiry_date: None,
         last_exported_date: None,
+        association_id: None,
+        secret_version_id: None,
         last_deployment: None,
     }
 }
