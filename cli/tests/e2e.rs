@@ -233,7 +233,7 @@ async fn a_certificate_reaches_every_host_with_the_tag_and_no_other() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_host_whose_reload_fails_rolls_back_and_fails_the_execution() {
     // Both hosts start at once, so the healthy one installs whatever the other does.
-    let cloud = start(|o| o.command.max_concurrency = "100%".into()).await;
+    let cloud = start(|o| o.association.max_concurrency = "100%".into()).await;
     let healthy = cloud.host("dev", Simulation::Healthy).await;
     let broken = cloud.host("dev", Simulation::ReloadFails).await;
     let arn = cloud.certificate().await;
@@ -335,7 +335,7 @@ async fn a_tag_no_host_carries_fails_with_no_targets() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_host_that_never_answers_times_the_install_out_at_the_deadline() {
-    let cloud = start(|o| o.command.deadline_seconds = 6).await;
+    let cloud = start(|o| o.association.deadline_seconds = 6).await;
     let offline = cloud.host("dev", Simulation::Offline).await;
     let arn = cloud.certificate().await;
     let request = request(&arn, CERT_NAME, ("env", "dev"), None);

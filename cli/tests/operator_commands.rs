@@ -480,7 +480,7 @@ async fn a_failed_deployment_exits_3_and_names_the_host_and_its_reason() {
     // MaxErrors 1: the healthy host gets the command whichever host goes first
     let cloud = start_with(|options| {
         options
-            .override_command(&certship_local::CommandOverrides {
+            .override_association(&certship_local::AssociationOverrides {
                 max_errors: Some("1".into()),
                 ..Default::default()
             })
