@@ -215,3 +215,35 @@ async fn parameters_are_checked_against_the_document() {
     assert!(unknown.into_service_error().is_invalid_parameters());
     assert!(missing.into_service_error().is_invalid_document());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_state_directory_is_rooted_in_the_host_even_at_its_default() {
+    // given a document whose StateDirectory is left at its default, as the install document's
+    let (cloud, _state) = start().await;
+    let content = "schemaVersion: '2.2'\ndescription: test\nparameters:\n  StateDirectory:\n    type: String\n    default: /var/lib/certship\nmainSteps:\n  - action: aws:runShellScript\n    name: Run\n    inputs:\n      runCommand:\n        - |\n          [[ \"$SSM_StateDirectory\" == \"$CERTSHIP_HOST_ROOT/var/lib/certship\" ]] && echo rooted\n";
+    aws_sdk_ssm::Client::new(cloud.sdk_config())
+        .create_document()
+        .name("State")
+        .content(content)
+        .document_format(DocumentFormat::Yaml)
+        .document_type(DocumentType::Command)
+        .send()
+        .await
+        .unwrap();
+    let ids = hosts(&cloud, 1, Simulation::Healthy).await;
+
+    // when
+    let command_id = send(&cloud, "State", "100%", "1").await;
+
+    // then the script saw the host's own directory, not the machine's /var/lib
+    let rows = finished(&cloud, &command_id).await;
+    assert_eq!(rows, [(ids[0].clone(), "Success".into(), "Success".into())]);
+    let invocation = aws_sdk_ssm::Client::new(cloud.sdk_config())
+        .get_command_invocation()
+        .command_id(&command_id)
+        .instance_id(&ids[0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(invocation.standard_output_content(), Some("rooted\n"));
+}

@@ -1,7 +1,9 @@
 //! The install document's own script, run as the SSM agent runs it (parameters as `SSM_*`
 //! environment variables), with bash, openssl and the AWS CLI, against secrets that the real
-//! export Lambda code stored in moto; each simulated host is a temporary directory.
+//! export Lambda code stored in moto; each simulated host is a temporary directory whose
+//! `systemctl` and `aws` record their calls, so every test can count reloads and secret fetches.
 
+use certship_shared::host_report::{Outcome, Reason};
 use certship_shared::rules::{ReloadAllowlist, RequestRules};
 use certship_shared::{DeploymentRequest, ExportResult, HostReport, Trigger, WorkflowState};
 use certship_stack::document::CommandDocument;
@@ -10,7 +12,8 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tempfile::TempDir;
 
 /// The install document, through the one parser every reader uses.
@@ -25,8 +28,20 @@ fn script_of(doc: &CommandDocument) -> String {
         .script()
 }
 
-/// A simulated host: its certificate and key directories, a private TMPDIR and a stand-in
-/// `systemctl` that records its calls and fails as often as told.
+/// The four files of certificate `web`, as the document names them.
+const WEB_FILES: [&str; 4] = [
+    "certs/web-cert.pem",
+    "certs/web-chain.pem",
+    "certs/web-fullchain.pem",
+    "private/web-privkey.pem",
+];
+
+/// How long the manifest alone vouches for the files (the script's FULL_CHECK_SECONDS).
+const FULL_CHECK_SECONDS: u64 = 86_400;
+
+/// A simulated host: its certificate and key directories, a private TMPDIR, a state directory
+/// the script creates itself, a stand-in `systemctl` that records its calls and fails as often
+/// as told, and an `aws` that records its calls before running the real AWS CLI.
 struct Host {
     root: TempDir,
 }
@@ -51,7 +66,21 @@ impl Host {
              if (( calls <= ${FAIL_RELOADS:-0} )); then echo \"Job for $2 failed\" >&2; exit 1; fi\n",
         )
         .unwrap();
-        std::fs::set_permissions(&systemctl, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let aws = host.path("bin/aws");
+        let real_aws = venv_python().unwrap().parent().unwrap().join("aws");
+        std::fs::write(
+            &aws,
+            format!(
+                "#!/usr/bin/env bash\n\
+                 echo \"$*\" >>\"$(dirname \"$0\")/../aws.log\"\n\
+                 exec '{}' \"$@\"\n",
+                real_aws.display()
+            ),
+        )
+        .unwrap();
+        for tool in [systemctl, aws] {
+            std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
         host
     }
 
@@ -71,12 +100,21 @@ impl Host {
             & 0o777
     }
 
-    fn reloads(&self) -> Vec<String> {
-        std::fs::read_to_string(self.path("systemctl.log"))
+    fn log(&self, name: &str) -> Vec<String> {
+        std::fs::read_to_string(self.path(name))
             .unwrap_or_default()
             .lines()
             .map(str::to_string)
             .collect()
+    }
+
+    fn reloads(&self) -> Vec<String> {
+        self.log("systemctl.log")
+    }
+
+    /// How many times the script fetched the secret (ran the AWS CLI at all).
+    fn fetches(&self) -> usize {
+        self.log("aws.log").len()
     }
 
     /// Every file under certs/ and private/, with its mode and bytes.
@@ -93,13 +131,23 @@ impl Host {
         files
     }
 
+    /// The four live files of `web` only (no `.previous`), with mode and bytes.
+    fn live(&self) -> BTreeMap<String, (u32, Vec<u8>)> {
+        let mut all = self.snapshot();
+        all.retain(|name, _| WEB_FILES.contains(&name.as_str()));
+        all
+    }
+
     fn temporary_files(&self) -> Vec<String> {
         let mut left: Vec<String> = std::fs::read_dir(self.path("tmp"))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
-        for dir in ["certs", "private"] {
-            for entry in std::fs::read_dir(self.path(dir)).unwrap() {
+        for dir in ["certs", "private", "state"] {
+            let Ok(entries) = std::fs::read_dir(self.path(dir)) else {
+                continue;
+            };
+            for entry in entries {
                 let name = entry.unwrap().file_name().to_string_lossy().into_owned();
                 if name.contains(".certship-") {
                     left.push(name);
@@ -108,6 +156,60 @@ impl Host {
         }
         left
     }
+
+    /// The manifest of `web` as key -> value.
+    fn manifest(&self) -> BTreeMap<String, String> {
+        key_values(&self.file("state/web.manifest"))
+    }
+
+    /// Rewrites one `key=value` line of a state file (`state/web.manifest`, `state/web.backoff`).
+    fn edit_state(&self, rel: &str, key: &str, value: impl Fn(&str) -> String) {
+        let text = self.file(rel);
+        let mut found = false;
+        let edited: String = text
+            .lines()
+            .map(|line| match line.split_once('=') {
+                Some((k, v)) if k == key => {
+                    found = true;
+                    format!("{k}={}\n", value(v))
+                }
+                _ => format!("{line}\n"),
+            })
+            .collect();
+        assert!(found, "{rel} has no {key}: {text}");
+        std::fs::write(self.path(rel), edited).unwrap();
+    }
+
+    /// Moves a recorded time (`full_check`, `rolled_back_at`) `seconds` into the past.
+    fn age(&self, rel: &str, key: &str, seconds: u64) {
+        self.edit_state(rel, key, |v| {
+            (v.parse::<u64>().unwrap() - seconds).to_string()
+        });
+    }
+}
+
+fn key_values(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// `sha256sum` of a host's file.
+fn sha256sum(host: &Host, rel: &str) -> String {
+    let out = Command::new("sha256sum")
+        .arg(host.path(rel))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()[..64].to_string()
 }
 
 /// One cloud per test: moto with an exported certificate.
@@ -165,33 +267,65 @@ impl Cloud {
     }
 }
 
-/// The outcome of one run: exit status, everything printed, and the JSON outcome line.
+/// The outcome of one run: exit status, everything printed, the JSON outcome line and the
+/// same line as the shared type reads it.
 struct Run {
     output: Output,
     text: String,
     outcome: Value,
+    report: HostReport,
 }
 
 impl Run {
     fn ok(&self) -> bool {
         self.output.status.success()
     }
+
+    fn reason(&self) -> Option<Reason> {
+        self.report.reason.as_deref().and_then(Reason::parse)
+    }
+
+    /// Asserts the outcome, the reason and the exit status that go with them.
+    fn assert_outcome(&self, outcome: Outcome, reason: Option<Reason>) {
+        assert_eq!(self.report.outcome(), outcome, "{}", self.text);
+        assert_eq!(self.reason(), reason, "{}", self.text);
+        assert_eq!(self.ok(), outcome.holds_version(), "{}", self.text);
+    }
+
+    /// The report's digests are those of the host's `web` files as they are now.
+    fn assert_hashes_of(&self, host: &Host) {
+        let hashes = self.report.sha256.as_ref().expect("sha256 in the report");
+        assert_eq!(
+            [
+                &hashes.cert,
+                &hashes.chain,
+                &hashes.fullchain,
+                &hashes.privkey
+            ],
+            WEB_FILES.map(|f| sha256sum(host, f)).each_ref(),
+            "{}",
+            self.text
+        );
+    }
 }
 
-/// Runs the document's script for `host` with `parameters` (name -> value), as the agent would.
-fn run(cloud: &Cloud, host: &Host, parameters: &[(&str, &str)], extra_env: &[(&str, &str)]) -> Run {
-    run_with(cloud, host, parameters, extra_env, None)
-}
+static SCRIPTS: AtomicUsize = AtomicUsize::new(0);
 
-fn run_with(
+/// The document's script started for `host` with `parameters` (name -> value), as the agent
+/// would; `finish` reads its result.
+fn start(
     cloud: &Cloud,
     host: &Host,
     parameters: &[(&str, &str)],
     extra_env: &[(&str, &str)],
     strace_to: Option<&Path>,
-) -> Run {
+) -> Child {
     let doc = install_document();
-    let script = host.path("_script.sh");
+    // one file per run, so runs on one host can overlap
+    let script = host.path(&format!(
+        "_script-{}.sh",
+        SCRIPTS.fetch_add(1, Ordering::SeqCst)
+    ));
     std::fs::write(&script, script_of(&doc)).unwrap();
     let venv_bin = venv_python().unwrap().parent().unwrap().to_path_buf();
     let mut command = match strace_to {
@@ -227,36 +361,49 @@ fn run_with(
     }
     command.env("SSM_CertificateDirectory", host.path("certs"));
     command.env("SSM_PrivateKeyDirectory", host.path("private"));
+    command.env("SSM_StateDirectory", host.path("state"));
     for (name, value) in parameters {
         command.env(format!("SSM_{name}"), value);
     }
     for (k, v) in extra_env {
         command.env(k, v);
     }
-    let output = command.output().unwrap();
-    std::fs::remove_file(&script).unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+    command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for a started run and reads its outcome line, through the shared type too.
+fn finish(child: Child) -> Run {
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let text = format!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    let last = stdout.lines().last().unwrap_or_default().to_string();
+    assert!(
+        last.len() < HostReport::MAX_LINE_BYTES,
+        "a {}-byte report: {text}",
+        last.len()
     );
-    let last = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .to_string();
     let outcome = serde_json::from_str(&last)
         .unwrap_or_else(|e| panic!("last line is not JSON ({e}): {text}"));
     // the shared type reads that very line, and names every field of it
-    let report = HostReport::from_output(&String::from_utf8_lossy(&output.stdout))
-        .unwrap_or_else(|| panic!("no HostReport in: {text}"));
+    let report =
+        HostReport::from_output(&stdout).unwrap_or_else(|| panic!("no HostReport in: {text}"));
     assert!(report.other.is_empty(), "unnamed fields {:?}", report.other);
     assert_eq!(serde_json::to_value(&report).unwrap(), outcome);
     Run {
         output,
         text,
         outcome,
+        report,
     }
+}
+
+/// Runs the document's script for `host` with `parameters` (name -> value), as the agent would.
+fn run(cloud: &Cloud, host: &Host, parameters: &[(&str, &str)], extra_env: &[(&str, &str)]) -> Run {
+    finish(start(cloud, host, parameters, extra_env, None))
 }
 
 /// The four parameters dispatch-install sends, for one secret version.
@@ -281,6 +428,13 @@ fn params<'a>(export: &'a ExportResult, cert_name: &'a str) -> Vec<(&'static str
         &export.serial,
         cert_name,
     )
+}
+
+/// `params` for `web`, reloading nginx.
+fn reloading(export: &ExportResult) -> Vec<(&'static str, &str)> {
+    let mut parameters = params(export, "web");
+    parameters.push(("ReloadService", "nginx"));
+    parameters
 }
 
 fn openssl(args: &[&str], dir: &Path) -> String {
@@ -313,6 +467,11 @@ fn assert_failed_cleanly(
 ) {
     assert!(!result.ok(), "expected a failure: {}", result.text);
     assert_eq!(result.outcome["status"], "failed");
+    assert_eq!(result.report.outcome(), Outcome::Failed);
+    assert_eq!(
+        result.report.reason, None,
+        "no reason when nothing was written"
+    );
     assert!(
         result.outcome["error"].as_str().unwrap().contains(reason),
         "{}",
@@ -321,7 +480,6 @@ fn assert_failed_cleanly(
     assert_eq!(&host.snapshot(), before, "installed files changed");
     assert_eq!(host.temporary_files(), Vec::<String>::new());
 }
-
 #[tokio::test]
 async fn a_fresh_install_writes_the_four_files_with_their_modes() {
     // given an exported RSA certificate and an empty host
@@ -337,8 +495,15 @@ async fn a_fresh_install_writes_the_four_files_with_their_modes() {
     let result = run(&cloud, &host, &parameters, &[]);
 
     // then the files are installed, verified and reloaded
-    assert!(result.ok(), "{}", result.text);
+    result.assert_outcome(Outcome::Installed, Some(Reason::Missing));
     assert_eq!(result.outcome["status"], "installed");
+    assert_eq!(result.outcome["reason"], "missing");
+    assert_eq!(
+        result.outcome["secret_version_id"],
+        export.secret_version_id.as_str()
+    );
+    result.assert_hashes_of(&host);
+    assert_eq!(result.report.error, None);
     assert_eq!(result.outcome["cert_name"], "web");
     assert_eq!(result.outcome["changed"], true);
     assert_eq!(result.outcome["reloaded"], true);
@@ -394,6 +559,36 @@ async fn a_fresh_install_writes_the_four_files_with_their_modes() {
         !host.path("certs/web-cert.pem.previous").exists(),
         "nothing to keep on a fresh host"
     );
+    // and the state directory, made private, records the version and the files' digests only
+    assert_eq!(host.mode("state"), 0o700);
+    assert_eq!(host.mode("state/web.manifest"), 0o600);
+    assert!(host.path("state/web.lock").exists());
+    assert!(!host.path("state/web.backoff").exists());
+    let manifest = host.manifest();
+    let checked: u64 = manifest["full_check"].parse().unwrap();
+    assert!(checked.abs_diff(now()) < 120, "{manifest:?}");
+    let hashes = result.report.sha256.clone().unwrap();
+    assert_eq!(
+        manifest,
+        BTreeMap::from(
+            [
+                ("secret_id", export.secret_arn.clone()),
+                ("secret_version_id", export.secret_version_id.clone()),
+                ("serial", result.report.serial.clone().unwrap()),
+                ("owner", "root".into()),
+                ("group", "daemon".into()),
+                ("cert_dir", host.path("certs").display().to_string()),
+                ("key_dir", host.path("private").display().to_string()),
+                ("sha256_cert", hashes.cert),
+                ("sha256_chain", hashes.chain),
+                ("sha256_fullchain", hashes.fullchain),
+                ("sha256_privkey", hashes.privkey),
+                ("full_check", checked.to_string()),
+            ]
+            .map(|(k, v)| (k.to_string(), v))
+        )
+    );
+    assert_eq!(host.fetches(), 1);
 }
 
 #[tokio::test]
@@ -458,23 +653,154 @@ async fn an_ec_p256_key_installs_too() {
 }
 
 #[tokio::test]
-async fn the_same_serial_again_is_unchanged_and_reloads_nothing() {
+async fn the_same_version_again_is_unchanged_without_fetching_the_secret() {
+    // given version one installed, with its manifest
     let cloud = Cloud::start().await;
     let export = cloud.exported("www.example.com", "web").await;
     let host = Host::new();
     install_ok(&cloud, &host, &export);
     let before = host.snapshot();
+    let manifest = host.manifest();
 
-    let mut parameters = params(&export, "web");
-    parameters.push(("ReloadService", "nginx"));
-    let again = run(&cloud, &host, &parameters, &[]);
+    // when it runs again with no way to reach Secrets Manager
+    let again = run(
+        &cloud,
+        &host,
+        &reloading(&export),
+        &[("AWS_ENDPOINT_URL", "http://127.0.0.1:9")],
+    );
 
-    assert!(again.ok(), "{}", again.text);
-    assert_eq!(again.outcome["status"], "unchanged");
+    // then the manifest and the files vouch for it: unchanged, nothing fetched, nothing reloaded
+    again.assert_outcome(Outcome::Unchanged, None);
     assert_eq!(again.outcome["changed"], false);
     assert_eq!(again.outcome["reloaded"], false);
+    assert!(again.outcome.get("reason").is_none(), "{}", again.text);
+    assert!(certship_shared::serial::same_serial(
+        again.outcome["serial"].as_str().unwrap(),
+        &export.serial
+    ));
+    assert_eq!(again.outcome["not_after"], export.not_after.as_str());
+    again.assert_hashes_of(&host);
+    assert_eq!(host.fetches(), 1, "only the first run fetched");
     assert_eq!(host.snapshot(), before);
     assert_eq!(host.reloads(), Vec::<String>::new());
+    assert_eq!(host.manifest(), manifest, "the fast path does not touch it");
+}
+
+#[tokio::test]
+async fn once_a_day_the_secret_is_fetched_and_compared_again() {
+    // given version one installed, its last full check just over a day ago
+    let cloud = Cloud::start().await;
+    let export = cloud.exported("www.example.com", "web").await;
+    let host = Host::new();
+    install_ok(&cloud, &host, &export);
+    let before = host.snapshot();
+    host.age("state/web.manifest", "full_check", FULL_CHECK_SECONDS + 1);
+
+    // when it runs again
+    let again = run(&cloud, &host, &reloading(&export), &[]);
+
+    // then it fetched and compared: still unchanged, nothing reloaded, the check time refreshed
+    again.assert_outcome(Outcome::Unchanged, None);
+    assert_eq!(host.fetches(), 2);
+    assert_eq!(host.snapshot(), before);
+    assert_eq!(host.reloads(), Vec::<String>::new());
+    let checked: u64 = host.manifest()["full_check"].parse().unwrap();
+    assert!(checked.abs_diff(now()) < 120);
+
+    // and the run after that is the fast path again
+    run(&cloud, &host, &reloading(&export), &[]).assert_outcome(Outcome::Unchanged, None);
+    assert_eq!(host.fetches(), 2);
+}
+
+/// Installs version one on a fresh host, lets `drift` change it, and runs the document again:
+/// the files come back byte for byte, with their modes, and the service reloads once.
+async fn drift_case(drift: impl FnOnce(&Host)) {
+    let cloud = Cloud::start().await;
+    let export = cloud.exported("www.example.com", "web").await;
+    let host = Host::new();
+    install_ok(&cloud, &host, &export);
+    let fresh = host.live();
+    drift(&host);
+    assert_ne!(host.live(), fresh, "the drift changed something");
+
+    let repair = run(&cloud, &host, &reloading(&export), &[]);
+
+    repair.assert_outcome(Outcome::Repaired, Some(Reason::Drift));
+    assert_eq!(repair.outcome["changed"], true);
+    assert_eq!(repair.outcome["reloaded"], true);
+    assert_eq!(
+        host.live(),
+        fresh,
+        "byte-identical to the fresh install, modes too"
+    );
+    assert_eq!(host.mode("private/web-privkey.pem"), 0o600);
+    assert_eq!(host.reloads(), ["reload-or-restart nginx"]);
+    assert_eq!(host.fetches(), 2);
+    repair.assert_hashes_of(&host);
+    assert_eq!(host.temporary_files(), Vec::<String>::new());
+    if host.path("private/web-privkey.pem.previous").exists() {
+        assert_eq!(host.mode("private/web-privkey.pem.previous"), 0o600);
+    }
+
+    // and the next run is unchanged again, from the rewritten manifest
+    run(&cloud, &host, &reloading(&export), &[]).assert_outcome(Outcome::Unchanged, None);
+    assert_eq!(host.fetches(), 2);
+    assert_eq!(host.reloads().len(), 1);
+}
+
+#[tokio::test]
+async fn an_overwritten_key_is_repaired() {
+    drift_case(|host| {
+        std::fs::write(host.path("private/web-privkey.pem"), "not a key\n").unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_key_opened_to_everyone_is_repaired() {
+    drift_case(|host| {
+        std::fs::set_permissions(
+            host.path("private/web-privkey.pem"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_deleted_chain_is_repaired() {
+    drift_case(|host| std::fs::remove_file(host.path("certs/web-chain.pem")).unwrap()).await;
+}
+
+#[tokio::test]
+async fn a_manifest_edited_along_with_the_files_is_caught_by_the_daily_full_check() {
+    // given version one installed, then its chain replaced and the manifest told the new digest
+    let cloud = Cloud::start().await;
+    let export = cloud.exported("www.example.com", "web").await;
+    let host = Host::new();
+    install_ok(&cloud, &host, &export);
+    let fresh = host.live();
+    let unrelated_ca =
+        std::fs::read_to_string(project_root().join("events/fixtures/chain.pem")).unwrap();
+    std::fs::write(host.path("certs/web-chain.pem"), unrelated_ca).unwrap();
+    let forged = sha256sum(&host, "certs/web-chain.pem");
+    host.edit_state("state/web.manifest", "sha256_chain", |_| forged.clone());
+
+    // when it runs within the day, the manifest vouches for the files (by design)
+    let fooled = run(&cloud, &host, &reloading(&export), &[]);
+    fooled.assert_outcome(Outcome::Unchanged, None);
+    assert_eq!(fooled.report.sha256.as_ref().unwrap().chain, forged);
+    assert_eq!(host.fetches(), 1);
+
+    // but once the day is over, the full check compares with the secret and repairs
+    host.age("state/web.manifest", "full_check", FULL_CHECK_SECONDS);
+    let repair = run(&cloud, &host, &reloading(&export), &[]);
+    repair.assert_outcome(Outcome::Repaired, Some(Reason::Drift));
+    assert_eq!(host.live(), fresh);
+    assert_eq!(host.reloads(), ["reload-or-restart nginx"]);
+    assert_ne!(host.manifest()["sha256_chain"], forged);
 }
 
 #[tokio::test]
@@ -489,7 +815,13 @@ async fn a_new_serial_replaces_the_files_and_keeps_the_previous_set() {
 
     let upgrade = install_ok(&cloud, &host, &second);
 
-    assert_eq!(upgrade.outcome["status"], "installed");
+    upgrade.assert_outcome(Outcome::Installed, Some(Reason::NewSerial));
+    assert_eq!(upgrade.outcome["reason"], "new-serial");
+    assert_eq!(
+        host.manifest()["secret_version_id"],
+        second.secret_version_id
+    );
+    upgrade.assert_hashes_of(&host);
     assert!(certship_shared::serial::same_serial(
         upgrade.outcome["serial"].as_str().unwrap(),
         &second.serial
@@ -674,8 +1006,11 @@ async fn a_failed_reload_restores_the_previous_set_and_reloads_again() {
     let result = run(&cloud, &host, &parameters, &[("FAIL_RELOADS", "1")]);
 
     // then version one is back, reloaded, and the run failed saying so
-    assert!(!result.ok());
+    result.assert_outcome(Outcome::RolledBack, Some(Reason::NewSerial));
+    assert_eq!(result.outcome["status"], "rolled-back");
     assert_eq!(result.outcome["rolled_back"], true);
+    assert_eq!(result.outcome["changed"], false);
+    result.assert_hashes_of(&host);
     assert_eq!(result.outcome["reloaded"], false);
     assert!(
         result.outcome["error"]
@@ -697,6 +1032,15 @@ async fn a_failed_reload_restores_the_previous_set_and_reloads_again() {
         assert_eq!(after.get(name), Some(content), "{name} restored");
     }
     assert_eq!(host.temporary_files(), Vec::<String>::new());
+    // and version two is marked for back-off; version one's manifest still describes the host
+    let marker = key_values(&host.file("state/web.backoff"));
+    assert_eq!(marker["secret_version_id"], second.secret_version_id);
+    let at: u64 = marker["rolled_back_at"].parse().unwrap();
+    assert!(at.abs_diff(now()) < 120);
+    assert_eq!(
+        host.manifest()["secret_version_id"],
+        first.secret_version_id
+    );
 }
 
 #[tokio::test]
@@ -709,8 +1053,9 @@ async fn a_failed_reload_of_a_fresh_install_removes_what_it_installed() {
 
     let result = run(&cloud, &host, &parameters, &[("FAIL_RELOADS", "1")]);
 
-    assert!(!result.ok());
+    result.assert_outcome(Outcome::RolledBack, Some(Reason::Missing));
     assert_eq!(result.outcome["rolled_back"], true);
+    assert_eq!(result.report.sha256, None, "no files, no digests");
     assert_eq!(host.snapshot(), BTreeMap::new());
     assert_eq!(
         host.reloads().len(),
@@ -728,8 +1073,27 @@ async fn the_json_reader_falls_back_to_python3() {
     let shims = host.path("shims");
     std::fs::create_dir(&shims).unwrap();
     let tools = [
-        "bash", "cat", "cut", "tr", "awk", "grep", "date", "tail", "mktemp", "rm", "mv", "cp",
-        "install", "mkdir", "dirname", "openssl", "python3",
+        "bash",
+        "cat",
+        "cut",
+        "tr",
+        "awk",
+        "grep",
+        "date",
+        "tail",
+        "mktemp",
+        "rm",
+        "mv",
+        "cp",
+        "install",
+        "mkdir",
+        "dirname",
+        "openssl",
+        "python3",
+        "flock",
+        "sha256sum",
+        "stat",
+        "chmod",
     ];
     for tool in tools {
         let found = Command::new("bash")
@@ -751,8 +1115,13 @@ async fn the_json_reader_falls_back_to_python3() {
     let result = run(&cloud, &host, &params(&export, "web"), &[("PATH", &path)]);
 
     // then
-    assert!(result.ok(), "{}", result.text);
-    assert_eq!(result.outcome["status"], "installed");
+    result.assert_outcome(Outcome::Installed, Some(Reason::Missing));
+
+    // and the comparison that decides "unchanged" needs neither
+    host.age("state/web.manifest", "full_check", FULL_CHECK_SECONDS);
+    run(&cloud, &host, &params(&export, "web"), &[("PATH", &path)])
+        .assert_outcome(Outcome::Unchanged, None);
+    assert_eq!(host.fetches(), 2);
 
     // and with neither jq nor python3 it says which is missing
     std::fs::remove_file(shims.join("python3")).unwrap();
@@ -788,7 +1157,13 @@ async fn the_passphrase_never_reaches_a_process_argument() {
     let trace = host.path("execve.trace");
 
     // when the install runs under strace, recording every execve with its full argv
-    let result = run_with(&cloud, &host, &params(&export, "web"), &[], Some(&trace));
+    let result = finish(start(
+        &cloud,
+        &host,
+        &params(&export, "web"),
+        &[],
+        Some(&trace),
+    ));
 
     // then openssl ran, and no process got the passphrase or key material as an argument
     assert!(result.ok(), "{}", result.text);
@@ -808,6 +1183,7 @@ fn every_parameter_is_validated_and_interpolated_as_an_environment_variable() {
     assert_eq!(
         names,
         [
+            "BackoffMinutes",
             "CertName",
             "CertificateDirectory",
             "ExpectedSerial",
@@ -816,7 +1192,8 @@ fn every_parameter_is_validated_and_interpolated_as_an_environment_variable() {
             "PrivateKeyDirectory",
             "ReloadService",
             "SecretId",
-            "SecretVersionId"
+            "SecretVersionId",
+            "StateDirectory"
         ]
     );
     for (name, parameter) in &doc.parameters {
@@ -896,6 +1273,24 @@ fn bad_parameter_values_cannot_get_through_the_allowed_patterns() {
             &["/etc/ssl/../../root", "../private", "/tmp/a b"],
         ),
         (
+            "StateDirectory",
+            &[
+                "/var/lib/certship",
+                "/srv/.certship/hosts/i-1/var/lib/certship/",
+            ],
+            &[
+                "/var/lib/../../root",
+                "var/lib/certship",
+                "/var/lib/cert ship",
+                "/",
+            ],
+        ),
+        (
+            "BackoffMinutes",
+            &["360", "0", "99999"],
+            &["", "-1", "1e3", "360 ", "100000", "6h"],
+        ),
+        (
             "FileOwner",
             &["root", "www-data", "_nginx"],
             &["Root", "root;reboot", "0wner", "a b", ""],
@@ -958,18 +1353,25 @@ fn bad_parameter_values_cannot_get_through_the_allowed_patterns() {
 async fn the_script_refuses_bad_values_itself_before_fetching_anything() {
     let cloud = Cloud::start().await;
     let export = cloud.exported("www.example.com", "web").await;
+    let long_directory = format!("/{}", "a".repeat(3000));
     for (name, value, reason) in [
         ("CertName", "../../etc", "CertName"),
         ("ReloadService", "reboot.target", "service unit"),
         ("ReloadService", "nginx;reboot", "ReloadService"),
         ("CertificateDirectory", "/etc/../root", "directory"),
         ("FileOwner", "root;id", "FileOwner"),
+        ("StateDirectory", "/var/lib/../../root", "directory"),
+        ("StateDirectory", "var/lib/certship", "directory"),
+        ("BackoffMinutes", "1e3", "BackoffMinutes"),
+        ("BackoffMinutes", "-1", "BackoffMinutes"),
+        ("CertName", "we\"b\\\n", "CertName"),
+        ("CertificateDirectory", &long_directory, "directory /aaaa"),
     ] {
         let host = Host::new();
         let mut parameters = params(&export, "web");
         parameters.push((name, value));
         let result = run(&cloud, &host, &parameters, &[]);
-        assert!(!result.ok(), "{name}={value} got through");
+        result.assert_outcome(Outcome::Failed, None);
         assert!(
             result.outcome["error"].as_str().unwrap().contains(reason),
             "{name}: {}",
@@ -977,7 +1379,34 @@ async fn the_script_refuses_bad_values_itself_before_fetching_anything() {
         );
         assert_eq!(host.snapshot(), BTreeMap::new());
         assert_eq!(host.temporary_files(), Vec::<String>::new());
+        assert_eq!(host.fetches(), 0);
+        assert!(
+            !host.path("state").exists(),
+            "{name}: no state directory yet"
+        );
+        assert_eq!(result.report.sha256, None);
     }
+}
+
+#[tokio::test]
+async fn a_report_stays_one_bounded_json_line_whatever_the_inputs() {
+    // given values that are not printable or far too long
+    let cloud = Cloud::start().await;
+    let export = cloud.exported("www.example.com", "web").await;
+    let host = Host::new();
+    let name = format!("we\"b\\\n\t{}", "x".repeat(3000));
+    let mut parameters = params(&export, &name);
+    parameters.push(("ReloadService", "nginx\n\"}"));
+
+    // when
+    let result = run(&cloud, &host, &parameters, &[]);
+
+    // then the line parses (`finish` checks its length) and carries what it could, made safe
+    result.assert_outcome(Outcome::Failed, None);
+    let cert_name = result.report.cert_name.clone().unwrap();
+    assert_eq!(cert_name.len(), 64);
+    assert!(cert_name.starts_with("we\"b\\??xx"), "{cert_name}");
+    assert!(result.report.error.unwrap().contains("CertName"));
 }
 
 #[test]
@@ -996,4 +1425,189 @@ fn the_extracted_script_is_shellcheck_clean() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+/// Version one installed on a fresh host, then version two's reload failed once and was rolled
+/// back: (cloud, host, version one, version two).
+async fn rolled_back_host() -> (Cloud, Host, ExportResult, ExportResult) {
+    let cloud = Cloud::start().await;
+    let first = cloud.exported("www.example.com", "web").await;
+    let second = cloud.exported("www2.example.com", "web2").await;
+    let host = Host::new();
+    install_ok(&cloud, &host, &first);
+    let failed = run(&cloud, &host, &reloading(&second), &[("FAIL_RELOADS", "1")]);
+    failed.assert_outcome(Outcome::RolledBack, Some(Reason::NewSerial));
+    assert_eq!(host.reloads().len(), 2, "the failed reload and the restore");
+    assert!(host.path("state/web.backoff").exists());
+    (cloud, host, first, second)
+}
+
+#[tokio::test]
+async fn a_rolled_back_version_backs_off_until_its_window_ends() {
+    // given version two rolled back on this host
+    let (cloud, host, first, second) = rolled_back_host().await;
+    let before = host.snapshot();
+    let fetches = host.fetches();
+
+    // when version two comes again at once (its reload would now succeed)
+    let again = run(&cloud, &host, &reloading(&second), &[]);
+
+    // then it is not tried: nothing touched, fetched or reloaded, and the error says until when
+    again.assert_outcome(Outcome::Backoff, None);
+    assert_eq!(again.outcome["status"], "backoff");
+    assert_eq!(again.outcome["changed"], false);
+    assert_eq!(again.outcome["reloaded"], false);
+    let error = again.report.error.clone().unwrap();
+    assert!(error.contains(&second.secret_version_id), "{error}");
+    assert!(error.contains("not retried before"), "{error}");
+    assert!(certship_shared::serial::same_serial(
+        again.outcome["serial"].as_str().unwrap(),
+        &second.serial
+    ));
+    again.assert_hashes_of(&host);
+    assert_eq!(host.snapshot(), before);
+    assert_eq!(host.fetches(), fetches);
+    assert_eq!(host.reloads().len(), 2);
+    assert_eq!(
+        host.manifest()["secret_version_id"],
+        first.secret_version_id,
+        "version one still vouched for"
+    );
+
+    // and a shorter window set by the parameter has not ended either, ten minutes on
+    host.age("state/web.backoff", "rolled_back_at", 600);
+    let mut shorter = reloading(&second);
+    shorter.push(("BackoffMinutes", "11"));
+    run(&cloud, &host, &shorter, &[]).assert_outcome(Outcome::Backoff, None);
+    assert_eq!(host.reloads().len(), 2);
+
+    // when the window is over, the version is tried again, and installs
+    host.age("state/web.backoff", "rolled_back_at", 360 * 60);
+    let retried = run(&cloud, &host, &reloading(&second), &[]);
+    retried.assert_outcome(Outcome::Installed, Some(Reason::NewSerial));
+    assert_eq!(host.reloads().len(), 3);
+    assert!(
+        !host.path("state/web.backoff").exists(),
+        "success clears it"
+    );
+    assert_eq!(
+        host.manifest()["secret_version_id"],
+        second.secret_version_id
+    );
+}
+
+#[tokio::test]
+async fn another_version_ignores_the_back_off_of_a_rolled_back_one() {
+    // given version two rolled back on this host
+    let (cloud, host, first, _second) = rolled_back_host().await;
+
+    // when version one is asked for again (its manifest in place): unchanged, and the marker goes
+    run(&cloud, &host, &reloading(&first), &[]).assert_outcome(Outcome::Unchanged, None);
+    assert!(!host.path("state/web.backoff").exists());
+    assert_eq!(host.reloads().len(), 2);
+}
+
+#[tokio::test]
+async fn a_third_version_is_tried_at_once_after_a_rolled_back_one() {
+    let (cloud, host, _first, _second) = rolled_back_host().await;
+    let third = cloud.exported("www3.example.com", "web3").await;
+
+    let result = run(&cloud, &host, &reloading(&third), &[]);
+
+    result.assert_outcome(Outcome::Installed, Some(Reason::NewSerial));
+    assert_eq!(host.reloads().len(), 3);
+    assert!(
+        !host.path("state/web.backoff").exists(),
+        "success clears it"
+    );
+}
+
+#[tokio::test]
+async fn two_runs_at_once_on_one_host_take_turns() {
+    // given a fresh host
+    let cloud = Cloud::start().await;
+    let export = cloud.exported("www.example.com", "web").await;
+    let host = Host::new();
+
+    // when an association run and a command of the same version start together
+    let one = start(&cloud, &host, &reloading(&export), &[], None);
+    let two = start(&cloud, &host, &reloading(&export), &[], None);
+    let (one, two) = (finish(one), finish(two));
+
+    // then one installs and the other, waiting for the lock, finds it done
+    let mut outcomes = [one.report.outcome(), two.report.outcome()];
+    outcomes.sort_by_key(|o| o.as_str().to_string());
+    assert_eq!(
+        outcomes,
+        [Outcome::Installed, Outcome::Unchanged],
+        "{}\n{}",
+        one.text,
+        two.text
+    );
+    assert!(one.ok() && two.ok());
+    assert_eq!(host.reloads(), ["reload-or-restart nginx"]);
+    assert_eq!(host.fetches(), 1, "the second run needed no fetch");
+    one.assert_hashes_of(&host);
+    two.assert_hashes_of(&host);
+    assert_eq!(host.temporary_files(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_run_waits_for_the_lock_another_holds() {
+    // given version one installed, and the lock held by someone else for two seconds
+    let cloud = Cloud::start().await;
+    let export = cloud.exported("www.example.com", "web").await;
+    let host = Host::new();
+    install_ok(&cloud, &host, &export);
+    let held = host.path("held");
+    let mut holder = Command::new("flock")
+        .arg(host.path("state/web.lock"))
+        .args(["-c", &format!("touch '{}'; sleep 2", held.display())])
+        .spawn()
+        .unwrap();
+    while !held.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+
+    // when the document runs
+    let started = std::time::Instant::now();
+    let result = run(&cloud, &host, &reloading(&export), &[]);
+
+    // then it waited (its own work, the manifest's fast path, takes a fraction of that), then
+    // did its work
+    assert!(holder.wait().unwrap().success());
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    result.assert_outcome(Outcome::Unchanged, None);
+    assert_eq!(host.fetches(), 1);
+}
+
+#[tokio::test]
+async fn a_script_that_stops_unexpectedly_still_reports() {
+    // given a host whose TMPDIR is gone, so mktemp fails under `set -e`
+    let cloud = Cloud::start().await;
+    let export = cloud.exported("www.example.com", "web").await;
+    let host = Host::new();
+    let gone = host.path("gone");
+
+    // when
+    let result = run(
+        &cloud,
+        &host,
+        &params(&export, "web"),
+        &[("TMPDIR", &gone.display().to_string())],
+    );
+
+    // then the EXIT trap printed the one report line, saying where it stopped
+    result.assert_outcome(Outcome::Failed, None);
+    let error = result.report.error.unwrap();
+    assert!(
+        error.contains("stopped unexpectedly (exit 1 at line "),
+        "{error}"
+    );
+    assert_eq!(host.snapshot(), BTreeMap::new());
+    assert_eq!(host.fetches(), 0);
 }

@@ -8,11 +8,13 @@ use serde::{Deserialize, Serialize};
 /// What the install document says it did on one host, as its `report` function prints it:
 ///
 /// ```json
-/// {"cert_name":"web","serial":"EC256","not_after":"...","status":"installed",
-///  "changed":true,"reloaded":true,"rolled_back":false}
+/// {"cert_name":"web","secret_version_id":"...","serial":"EC256","not_after":"...",
+///  "status":"installed","reason":"new-serial","changed":true,"reloaded":true,
+///  "rolled_back":false,"sha256":{"cert":"...","chain":"...","fullchain":"...","privkey":"..."}}
 /// ```
 ///
-/// plus `"error"` when it failed. Every field is optional, so a report from an older or newer
+/// plus `"error"` when it failed. `status` is the [`Outcome`], `reason` why the files were
+/// (re)written. Every field is optional, so a report from an older or newer
 /// document still reads; fields this type does not name are kept in [`other`](Self::other) and
 /// written back unchanged. Never secret material: the document prints references and flags only.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -25,9 +27,18 @@ pub struct HostReport {
     pub serial: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_after: Option<String>,
-    /// `installed`, `unchanged` or `failed`.
+    /// The secret version the host was asked to hold (a reference, as the document's parameter).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_version_id: Option<String>,
+    /// The [`Outcome`] as the document prints it; see [`HostReport::outcome`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+    /// Why the files were written: `missing`, `new-serial` or `drift` ([`Reason`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// SHA-256 of each installed file as it is on disk after the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<FileHashes>,
     /// Whether the live files changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changed: Option<bool>,
@@ -66,6 +77,116 @@ impl HostReport {
     /// The serial, when the host printed one.
     pub fn serial(&self) -> Option<Serial> {
         self.serial.as_deref().and_then(|s| s.parse().ok())
+    }
+
+    /// What the run did; a report without a status is [`Outcome::Other`] of `""`.
+    pub fn outcome(&self) -> Outcome {
+        Outcome::parse(self.status.as_deref().unwrap_or(""))
+    }
+}
+
+/// SHA-256 (lowercase hex) of the four installed files. A digest of a file, never its content.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileHashes {
+    #[serde(default)]
+    pub cert: String,
+    #[serde(default)]
+    pub chain: String,
+    #[serde(default)]
+    pub fullchain: String,
+    #[serde(default)]
+    pub privkey: String,
+}
+
+/// What one run of the install document did on one host (its report's `status`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Nothing of this certificate was there, or another serial was: the files were written.
+    Installed,
+    /// The files were already byte-identical to this version's, with their modes and owner.
+    Unchanged,
+    /// This serial was installed but a file differed (bytes, mode, owner) or was gone: rewritten.
+    Repaired,
+    /// The run failed before touching the live files, or could not swap them.
+    Failed,
+    /// The reload failed, so the previous files were put back; the run failed.
+    RolledBack,
+    /// This version was rolled back recently on this host and is not retried until the back-off
+    /// window ends; the run failed without touching anything.
+    Backoff,
+    /// A status this code does not know (a newer document's), kept as printed.
+    Other(String),
+}
+
+impl Outcome {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Installed => "installed",
+            Self::Unchanged => "unchanged",
+            Self::Repaired => "repaired",
+            Self::Failed => "failed",
+            Self::RolledBack => "rolled-back",
+            Self::Backoff => "backoff",
+            Self::Other(status) => status,
+        }
+    }
+
+    pub fn parse(status: &str) -> Self {
+        match status {
+            "installed" => Self::Installed,
+            "unchanged" => Self::Unchanged,
+            "repaired" => Self::Repaired,
+            "failed" => Self::Failed,
+            "rolled-back" => Self::RolledBack,
+            "backoff" => Self::Backoff,
+            other => Self::Other(other.to_string()),
+        }
+    }
+
+    /// The host holds the version it was asked for.
+    pub fn holds_version(&self) -> bool {
+        matches!(self, Self::Installed | Self::Unchanged | Self::Repaired)
+    }
+
+    /// The run failed for the version it was asked for.
+    pub fn is_failure(&self) -> bool {
+        matches!(self, Self::Failed | Self::RolledBack | Self::Backoff)
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why the document wrote the files (its report's `reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// None of the four files was there.
+    Missing,
+    /// Another serial was installed.
+    NewSerial,
+    /// This serial was installed, but a file's bytes, mode or owner differed, or one was gone.
+    Drift,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::NewSerial => "new-serial",
+            Self::Drift => "drift",
+        }
+    }
+
+    pub fn parse(reason: &str) -> Option<Self> {
+        match reason {
+            "missing" => Some(Self::Missing),
+            "new-serial" => Some(Self::NewSerial),
+            "drift" => Some(Self::Drift),
+            _ => None,
+        }
     }
 }
 
@@ -136,6 +257,52 @@ mod tests {
             None,
             "a report's flags are booleans"
         );
+    }
+
+    #[test]
+    fn a_convergence_report_carries_outcome_reason_and_hashes() {
+        let hash = "ab".repeat(32);
+        let line = format!(
+            r#"{{"cert_name":"web","secret_version_id":"v-1","serial":"EC256","not_after":"2027-01-01T00:00:00Z","status":"repaired","reason":"drift","changed":true,"reloaded":true,"rolled_back":false,"sha256":{{"cert":"{hash}","chain":"{hash}","fullchain":"{hash}","privkey":"{hash}"}}}}"#
+        );
+        assert!(line.len() < HostReport::MAX_LINE_BYTES, "{}", line.len());
+        let report = HostReport::from_output(&line).unwrap();
+        assert_eq!(report.outcome(), Outcome::Repaired);
+        assert_eq!(
+            report.reason.as_deref().and_then(Reason::parse),
+            Some(Reason::Drift)
+        );
+        assert_eq!(report.sha256.as_ref().unwrap().privkey, hash);
+        assert_eq!(report.secret_version_id.as_deref(), Some("v-1"));
+        assert!(report.other.is_empty());
+        assert_eq!(
+            serde_json::to_value(&report).unwrap(),
+            serde_json::from_str::<serde_json::Value>(&line).unwrap()
+        );
+    }
+
+    #[test]
+    fn outcomes_round_trip_and_classify() {
+        for (outcome, printed, holds, fails) in [
+            (Outcome::Installed, "installed", true, false),
+            (Outcome::Unchanged, "unchanged", true, false),
+            (Outcome::Repaired, "repaired", true, false),
+            (Outcome::Failed, "failed", false, true),
+            (Outcome::RolledBack, "rolled-back", false, true),
+            (Outcome::Backoff, "backoff", false, true),
+            (Outcome::Other("paused".into()), "paused", false, false),
+        ] {
+            assert_eq!(outcome.as_str(), printed);
+            assert_eq!(Outcome::parse(printed), outcome);
+            assert_eq!(
+                (outcome.holds_version(), outcome.is_failure()),
+                (holds, fails)
+            );
+        }
+        for reason in [Reason::Missing, Reason::NewSerial, Reason::Drift] {
+            assert_eq!(Reason::parse(reason.as_str()), Some(reason));
+        }
+        assert_eq!(Reason::parse("bored"), None);
     }
 
     #[test]

@@ -211,7 +211,7 @@ impl RunCommand {
         ]);
         for (name, value) in &plan.parameters {
             let value = match name.as_str() {
-                "CertificateDirectory" | "PrivateKeyDirectory" => {
+                "CertificateDirectory" | "PrivateKeyDirectory" | "StateDirectory" => {
                     format!("{}{value}", root.display())
                 }
                 "FileOwner" => env
