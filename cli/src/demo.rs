@@ -168,7 +168,7 @@ fn say(line: &str) {
 
 /// Runs the demo on a local cloud of its own.
 pub async fn run(options: LocalOptions) -> Result<()> {
-    let mut steps = Steps { total: 9, done: 0 };
+    let mut steps = Steps { total: 12, done: 0 };
     println!("certship demo: the whole workflow on the local cloud, no AWS account needed");
 
     steps.next("Starting the local cloud");
@@ -178,7 +178,8 @@ pub async fn run(options: LocalOptions) -> Result<()> {
         cloud.moto_port, cloud.endpoint
     ));
     say(
-        "provisioned: the state machine, the install document, the mapping table, the renewal rule",
+        "provisioned: the state machine, the install document, the mapping and evidence tables,\n\
+         the association output bucket, the renewal rule; an emulated SSM agent per host",
     );
     let result = tokio::select! {
         result = scenario(&cloud, &mut steps) => result,
@@ -256,6 +257,60 @@ async fn scenario(cloud: &LocalCloud, steps: &mut Steps) -> Result<()> {
         prod.instance_id
     ));
 
+    steps.next("Launching a third env=dev host after the deployment");
+    let tags = BTreeMap::from([("env".to_string(), "dev".to_string())]);
+    let late = hosts::add(&ec2, &cloud.hosts, &tags, hosts::Simulation::Healthy).await?;
+    let started = std::time::Instant::now();
+    until_holds(cloud, &late.instance_id, cert_name, &serial).await?;
+    say(&format!(
+        "{}: its agent found the mapping's association and installed serial {serial} in {:.1} s",
+        late.instance_id,
+        started.elapsed().as_secs_f64()
+    ));
+    ensure!(
+        executions(config, &cloud.state_machine_arn).await? == 1,
+        "the late host needed a new execution"
+    );
+    say("no new execution, no command: the association is the desired state");
+    dev.push(late.instance_id);
+
+    steps.next("Loosening one host's private key by hand, then `certship local tick`");
+    let drifted = &dev[0];
+    let key = cloud
+        .hosts
+        .root(drifted)
+        .join(format!("etc/ssl/private/{cert_name}-privkey.pem"));
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644))?;
+    }
+    say(&format!("chmod 644 {}", key.display()));
+    let before = host_table(cloud, &request).await?;
+    let last_run = before.evidence(drifted).and_then(|e| e.run_id.clone());
+    let ticked = certship_local::gateway::tick(&cloud.endpoint).await?;
+    say(&format!(
+        "tick: {ticked} association(s) run once now on every online host, as its schedule would"
+    ));
+    let repaired = until_reported(cloud, &request, drifted, last_run).await?;
+    ensure!(
+        repaired.outcome == certship_shared::host_report::Outcome::Repaired,
+        "{drifted} reported {} after the drift",
+        repaired.outcome
+    );
+    say(&format!(
+        "{drifted}: {} ({}), the key is 600 again",
+        repaired.outcome,
+        repaired.reason.as_deref().unwrap_or("-")
+    ));
+
+    steps.next("What every env=dev host reported (`certship hosts --target env=dev`)");
+    let table = host_table(cloud, &request).await?;
+    say(&table.hosts.text(
+        &crate::ops::hosts::Filter::All,
+        std::time::SystemTime::now(),
+        false,
+    ));
+
     steps.next("Renewing the certificate in ACM");
     let renewed = certship_local::renewal::renew(&cloud.endpoint, config, &arn).await?;
     ensure!(
@@ -290,6 +345,89 @@ async fn scenario(cloud: &LocalCloud, steps: &mut Steps) -> Result<()> {
     );
     say(&format!("{} (env=prod): still untouched", prod.instance_id));
     Ok(())
+}
+
+/// Waits until the host's certificate file holds `serial` (at most 30 s).
+async fn until_holds(
+    cloud: &LocalCloud,
+    instance_id: &str,
+    cert_name: &str,
+    serial: &str,
+) -> Result<()> {
+    let root = cloud.hosts.root(instance_id);
+    for _ in 0..300 {
+        if installed_serial(&root, cert_name)
+            .is_some_and(|s| certship_shared::serial::same_serial(&s, serial))
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("{instance_id} does not hold serial {serial} after 30 s")
+}
+
+async fn executions(config: &SdkConfig, state_machine_arn: &str) -> Result<usize> {
+    Ok(aws_sdk_sfn::Client::new(config)
+        .list_executions()
+        .state_machine_arn(state_machine_arn)
+        .send()
+        .await?
+        .executions()
+        .len())
+}
+
+/// The mapping's hosts and evidence, as `certship hosts` reads them.
+struct HostTable {
+    hosts: crate::ops::hosts::TargetHosts,
+}
+
+impl HostTable {
+    fn evidence(&self, instance_id: &str) -> Option<&certship_shared::evidence::HostEvidence> {
+        self.hosts.mappings.first()?.evidence.get(instance_id)
+    }
+}
+
+async fn host_table(cloud: &LocalCloud, request: &DeploymentRequest) -> Result<HostTable> {
+    let config = cloud.sdk_config();
+    let dynamodb = aws_sdk_dynamodb::Client::new(config);
+    let item = dynamodb
+        .get_item()
+        .table_name(&cloud.table_name)
+        .set_key(Some(certship_shared::mapping::request_key(request)))
+        .send()
+        .await?
+        .item
+        .context("the mapping is not in the table")?;
+    let mapping = certship_shared::mapping::Mapping::from_item(&item)?;
+    let hosts = crate::ops::hosts::collect(
+        &aws_sdk_ssm::Client::new(config),
+        &dynamodb,
+        &cloud.evidence_table_name,
+        &(
+            request.target_tag_key.clone(),
+            request.target_tag_value.clone(),
+        ),
+        vec![crate::ops::hosts::Desired::of_mapping(&mapping)],
+    )
+    .await?;
+    Ok(HostTable { hosts })
+}
+
+/// Waits until the host reports a run other than `last_run` (at most 30 s) and returns it.
+async fn until_reported(
+    cloud: &LocalCloud,
+    request: &DeploymentRequest,
+    instance_id: &str,
+    last_run: Option<String>,
+) -> Result<certship_shared::evidence::HostEvidence> {
+    for _ in 0..150 {
+        let table = host_table(cloud, request).await?;
+        if let Some(e) = table.evidence(instance_id).filter(|e| e.run_id != last_run) {
+            return Ok(e.clone());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!("{instance_id} reported no new run within 30 s")
 }
 
 async fn follow_and_print(config: &SdkConfig, execution: &str) -> Result<Ending> {

@@ -4,182 +4,18 @@
 //! DynamoDB and the files on every host.
 
 use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent, HistoryEventType};
-use certship_cli::demo::{
-    installed_files, installed_serial, key_matches_certificate, next_execution, request,
-    request_certificate, start_deployment,
-};
-use certship_cli::ops::execution::{self, Ending};
-use certship_cli::ops::watch::{Progress, watch};
+use certship_cli::demo::{next_execution, request};
+use certship_cli::ops::execution;
 use certship_local::functions::Function;
-use certship_local::hosts::{self, Simulation};
-use certship_local::{LocalCloud, LocalOptions, renewal};
-use certship_shared::mapping::{LastDeploymentStatus, Mapping, request_key};
+use certship_local::hosts::Simulation;
+use certship_local::renewal;
+use certship_shared::mapping::LastDeploymentStatus;
 use certship_shared::{DeploymentRequest, WorkflowState};
 use certship_testkit::assert_no_secret;
-use std::collections::BTreeMap;
-use std::time::Duration;
-use tempfile::TempDir;
 
-const CERT_NAME: &str = "web";
+mod common;
 
-/// A local cloud of the test's own, with its state in a temporary directory.
-struct Cloud {
-    cloud: LocalCloud,
-    _state: TempDir,
-}
-
-impl std::ops::Deref for Cloud {
-    type Target = LocalCloud;
-    fn deref(&self) -> &LocalCloud {
-        &self.cloud
-    }
-}
-
-async fn start(configure: impl FnOnce(&mut LocalOptions)) -> Cloud {
-    certship_testkit::moto::venv_python().expect("the project virtualenv");
-    let state = tempfile::Builder::new()
-        .prefix("certship-e2e-")
-        .tempdir()
-        .unwrap();
-    let mut options = LocalOptions::new(certship_testkit::moto::project_root());
-    options.state_dir = state.path().to_path_buf();
-    configure(&mut options);
-    let cloud = LocalCloud::start(options)
-        .await
-        .expect("the local cloud starts");
-    Cloud {
-        cloud,
-        _state: state,
-    }
-}
-
-impl Cloud {
-    async fn host(&self, env: &str, simulate: Simulation) -> String {
-        let tags = BTreeMap::from([("env".to_string(), env.to_string())]);
-        hosts::add(
-            &aws_sdk_ec2::Client::new(self.sdk_config()),
-            &self.hosts,
-            &tags,
-            simulate,
-        )
-        .await
-        .unwrap()
-        .instance_id
-    }
-
-    async fn certificate(&self) -> String {
-        request_certificate(self.sdk_config(), "www.e2e.certship.test")
-            .await
-            .unwrap()
-    }
-
-    /// Starts a deployment and follows it to its end.
-    async fn deploy(&self, request: &DeploymentRequest) -> (String, Ending) {
-        let execution = start_deployment(self.sdk_config(), &self.state_machine_arn, request)
-            .await
-            .unwrap();
-        let ending = self.wait(&execution).await;
-        (execution, ending)
-    }
-
-    async fn wait(&self, execution: &str) -> Ending {
-        tokio::time::timeout(
-            Duration::from_secs(120),
-            watch(
-                &self.sfn(),
-                execution,
-                Progress::Silent,
-                &mut std::io::sink(),
-            ),
-        )
-        .await
-        .expect("the execution ends within 2 minutes")
-        .unwrap()
-        .ending
-    }
-
-    fn sfn(&self) -> aws_sdk_sfn::Client {
-        aws_sdk_sfn::Client::new(self.sdk_config())
-    }
-
-    async fn status(&self, execution: &str) -> ExecutionStatus {
-        self.sfn()
-            .describe_execution()
-            .execution_arn(execution)
-            .send()
-            .await
-            .unwrap()
-            .status
-    }
-
-    async fn history(&self, execution: &str) -> Vec<HistoryEvent> {
-        execution::history(&self.sfn(), execution).await.unwrap()
-    }
-
-    async fn mapping(&self, request: &DeploymentRequest) -> Option<Mapping> {
-        let item = aws_sdk_dynamodb::Client::new(self.sdk_config())
-            .get_item()
-            .table_name(&self.table_name)
-            .set_key(Some(request_key(request)))
-            .send()
-            .await
-            .unwrap()
-            .item?;
-        Some(Mapping::from_item(&item).unwrap())
-    }
-
-    fn has_files(&self, instance_id: &str) -> bool {
-        self.hosts.root(instance_id).join("etc/ssl").exists()
-    }
-
-    /// Asserts the host holds the certificate with `serial`, its key, with the right modes.
-    fn assert_installed(&self, instance_id: &str, serial: &str) {
-        use std::os::unix::fs::PermissionsExt;
-        let root = self.hosts.root(instance_id);
-        for (file, mode) in installed_files(CERT_NAME) {
-            let meta = std::fs::metadata(root.join(&file))
-                .unwrap_or_else(|e| panic!("{instance_id}: /{file}: {e}"));
-            assert_eq!(meta.permissions().mode() & 0o777, mode, "/{file}");
-        }
-        let installed = installed_serial(&root, CERT_NAME).unwrap();
-        assert!(
-            certship_shared::serial::same_serial(&installed, serial),
-            "{instance_id} has {installed}, expected {serial}"
-        );
-        assert!(key_matches_certificate(&root, CERT_NAME).unwrap());
-    }
-}
-
-/// The states entered, in order.
-fn states_entered(history: &[HistoryEvent]) -> Vec<String> {
-    history
-        .iter()
-        .filter_map(|e| e.state_entered_event_details())
-        .map(|d| d.name().to_string())
-        .collect()
-}
-
-/// The errors of failed Lambda invocations, in order.
-fn lambda_errors(history: &[HistoryEvent]) -> Vec<String> {
-    history
-        .iter()
-        .filter(|e| *e.r#type() == HistoryEventType::LambdaFunctionFailed)
-        .filter_map(|e| e.lambda_function_failed_event_details())
-        .map(|d| d.error().unwrap_or_default().to_string())
-        .collect()
-}
-
-fn serial_of(ending: &Ending) -> String {
-    ending
-        .output
-        .as_ref()
-        .expect("output")
-        .export
-        .as_ref()
-        .expect("the export")
-        .serial
-        .clone()
-}
+use common::{CERT_NAME, lambda_errors, serial_of, start, states_entered};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_certificate_reaches_every_host_with_the_tag_and_no_other() {
@@ -334,16 +170,35 @@ async fn a_tag_no_host_carries_fails_with_no_targets() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_host_that_never_answers_times_the_install_out_at_the_deadline() {
+async fn a_host_whose_run_never_reports_times_the_install_out_at_the_deadline() {
     let cloud = start(|o| o.association.deadline_seconds = 6).await;
-    let offline = cloud.host("dev", Simulation::Offline).await;
+    let stuck = cloud.host("dev", Simulation::Healthy).await;
+    // Something else holds the document's lock on the host for longer than the deadline: the
+    // run waits for it (up to 240 s) and reports nothing in time. An offline host, by contrast,
+    // is Deferred (see convergence.rs).
+    let state = cloud.file(&stuck, "var/lib/certship");
+    std::fs::create_dir_all(&state).unwrap();
+    // --no-fork: the lock's holder is the process killed below, with no child left behind.
+    let mut holder = std::process::Command::new("flock")
+        .arg("--no-fork")
+        .arg(state.join(format!("{CERT_NAME}.lock")))
+        .args(["sleep", "120"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("flock (util-linux) runs");
     let arn = cloud.certificate().await;
     let request = request(&arn, CERT_NAME, ("env", "dev"), None);
 
     let (execution, ending) = cloud.deploy(&request).await;
 
     assert_eq!(ending.status, ExecutionStatus::Failed);
-    assert_eq!(ending.error.as_deref(), Some("InstallTimedOut"));
+    assert_eq!(
+        ending.error.as_deref(),
+        Some("InstallTimedOut"),
+        "{ending:?}"
+    );
     let history = cloud.history(&execution).await;
     let checks = states_entered(&history)
         .iter()
@@ -357,7 +212,10 @@ async fn a_host_that_never_answers_times_the_install_out_at_the_deadline() {
         .last_deployment
         .unwrap();
     assert_eq!(last.status, LastDeploymentStatus::InstallTimedOut);
-    assert!(!cloud.has_files(&offline));
+    assert!(!cloud.has_files(&stuck));
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    cloud.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -541,7 +399,7 @@ async fn a_renewal_event_delivered_twice_starts_one_execution_per_mapping() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn no_passphrase_or_key_reaches_the_history_the_table_or_the_command() {
+async fn no_passphrase_or_key_reaches_the_history_the_tables_the_association_or_its_output() {
     let cloud = start(|_| {}).await;
     cloud.host("dev", Simulation::Healthy).await;
     let arn = cloud.certificate().await;
@@ -580,31 +438,39 @@ async fn no_passphrase_or_key_reaches_the_history_the_table_or_the_command() {
         .send()
         .await
         .unwrap();
-    assert_eq!(items.count(), 1);
+    // The mapping and its CertName claim.
+    assert_eq!(items.count(), 2);
     assert_no_secret(
         "the mapping table",
         &format!("{:?}", items.items()),
         &secrets,
     );
-    let commands = aws_sdk_ssm::Client::new(cloud.sdk_config())
-        .list_commands()
-        .command_id(&output.dispatch.as_ref().unwrap().command_id)
+    let association = aws_sdk_ssm::Client::new(cloud.sdk_config())
+        .describe_association()
+        .set_association_id(output.dispatch.as_ref().unwrap().association_id.clone())
         .send()
         .await
+        .unwrap()
+        .association_description
         .unwrap();
-    let parameters = format!("{:?}", commands.commands()[0].parameters());
+    let parameters = format!("{:?}", association.parameters());
     assert!(parameters.contains("SecretVersionId"), "{parameters}");
-    assert_no_secret("the command's parameters", &parameters, &secrets);
-    let invocations = aws_sdk_ssm::Client::new(cloud.sdk_config())
-        .list_command_invocations()
-        .command_id(&output.dispatch.as_ref().unwrap().command_id)
-        .details(true)
+    assert_no_secret("the association's parameters", &parameters, &secrets);
+    let outputs = cloud.association_outputs().await;
+    assert!(!outputs.is_empty(), "no host wrote its output to S3");
+    for (key, body) in &outputs {
+        assert_no_secret(&format!("s3 {key}"), body, &secrets);
+    }
+    let evidence = aws_sdk_dynamodb::Client::new(cloud.sdk_config())
+        .scan()
+        .table_name(&cloud.evidence_table_name)
         .send()
         .await
         .unwrap();
+    assert_eq!(evidence.count(), 1);
     assert_no_secret(
-        "the hosts' command output",
-        &format!("{invocations:?}"),
+        "the evidence table",
+        &format!("{:?}", evidence.items()),
         &secrets,
     );
     // The script's private temporary directory is gone from every host.

@@ -272,7 +272,7 @@ mod tests {
         assert_eq!(s.deadline_seconds, 1200);
         assert_eq!(
             (s.max_concurrency.as_str(), s.max_errors.as_str()),
-            ("50%", "0")
+            ("50%", "10%")
         );
         assert_eq!(s.reconcile_schedule, "rate(1 hour)");
         assert_eq!(s.output_bucket, BUCKET);

@@ -401,7 +401,7 @@ async fn a_first_deployment_claims_the_name_and_creates_the_association() {
     );
     assert_eq!(
         (create.max_concurrency(), create.max_errors()),
-        (Some("50%"), Some("0"))
+        (Some("50%"), Some("10%"))
     );
     assert_eq!(
         create.compliance_severity(),
@@ -518,7 +518,7 @@ async fn a_redeployment_updates_the_recorded_association_keeping_what_an_operato
     );
     assert_eq!(
         (sent.max_concurrency(), sent.max_errors()),
-        (Some("50%"), Some("0"))
+        (Some("50%"), Some("10%"))
     );
     assert_eq!(
         sent.compliance_severity(),
