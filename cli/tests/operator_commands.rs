@@ -11,7 +11,7 @@ use tempfile::TempDir;
 
 struct Cloud {
     cloud: LocalCloud,
-    /// The per-host evidence table, found by its key (`MappingId`) among the cloud's tables.
+    /// The per-host evidence table.
     evidence_table: String,
     _state: TempDir,
 }
@@ -32,37 +32,12 @@ async fn start_with(configure: impl FnOnce(&mut LocalOptions)) -> Cloud {
     let cloud = LocalCloud::start(options)
         .await
         .expect("the local cloud starts");
-    let evidence_table = evidence_table(cloud.sdk_config()).await;
+    let evidence_table = cloud.evidence_table_name.clone();
     Cloud {
         cloud,
         evidence_table,
         _state: state,
     }
-}
-
-/// The table whose partition key is the evidence's (`MappingId`): the local cloud provisions it
-/// from the template, under whatever name it gives it.
-async fn evidence_table(config: &aws_config::SdkConfig) -> String {
-    let dynamodb = aws_sdk_dynamodb::Client::new(config);
-    let tables = dynamodb.list_tables().send().await.unwrap();
-    for name in tables.table_names() {
-        let described = dynamodb
-            .describe_table()
-            .table_name(name)
-            .send()
-            .await
-            .unwrap();
-        let keyed_by_mapping = described.table().is_some_and(|t| {
-            t.key_schema().iter().any(|k| {
-                k.attribute_name() == certship_shared::evidence::attr::MAPPING_ID
-                    && k.key_type() == &aws_sdk_dynamodb::types::KeyType::Hash
-            })
-        });
-        if keyed_by_mapping {
-            return name.clone();
-        }
-    }
-    panic!("no evidence table among {:?}", tables.table_names())
 }
 
 impl Cloud {

@@ -4,6 +4,7 @@
 //! forwarded to moto unchanged.
 
 use super::api::{API_PATH, LocalApi};
+use super::calls::{self, Calls};
 use super::functions::{Function, Functions};
 use super::run_command::{self, RunCommand};
 use super::state_manager::{self, StateManager};
@@ -26,6 +27,10 @@ type Body = Full<Bytes>;
 /// targets. Not an AWS API: the local cloud's own control, on its one endpoint.
 pub const TICK_PATH: &str = "/_certship/local/tick";
 
+/// `POST` here answers with every AWS call the gateway has served, by `service:Operation`
+/// ([`super::calls`]); `{"Reset": true}` starts the count again. The local cloud's own control.
+pub const CALLS_PATH: &str = "/_certship/local/calls";
+
 pub struct Gateway {
     pub functions: Arc<Functions>,
     pub run_command: Arc<RunCommand>,
@@ -33,6 +38,7 @@ pub struct Gateway {
     api: LocalApi,
     moto_port: u16,
     client: Client<HttpConnector, Body>,
+    calls: Calls,
 }
 
 impl Gateway {
@@ -50,6 +56,7 @@ impl Gateway {
             api,
             moto_port,
             client: Client::builder(TokioExecutor::new()).build_http(),
+            calls: Calls::default(),
         }
     }
 
@@ -90,9 +97,16 @@ impl Gateway {
             Err(e) => return plain(StatusCode::BAD_REQUEST, &format!("unreadable body: {e}")),
         };
         let path = parts.uri.path().to_string();
-        if path == API_PATH && parts.method == hyper::Method::POST {
-            let (status, value) = self.api.handle(&parts.headers, &body).await;
-            return json_response(status, &value, "application/json");
+        if path == CALLS_PATH && parts.method == hyper::Method::POST {
+            let reset = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v["Reset"].as_bool())
+                .unwrap_or(false);
+            return json_response(
+                StatusCode::OK,
+                &json!(self.calls.snapshot(reset)),
+                "application/json",
+            );
         }
         if path == TICK_PATH && parts.method == hyper::Method::POST {
             let associations = self.state_manager.tick();
@@ -102,6 +116,17 @@ impl Gateway {
                 &json!({ "Associations": associations }),
                 "application/json",
             );
+        }
+        self.calls.record(calls::operation(
+            parts.method.as_str(),
+            &path,
+            parts.uri.query().unwrap_or_default(),
+            &parts.headers,
+            &body,
+        ));
+        if path == API_PATH && parts.method == hyper::Method::POST {
+            let (status, value) = self.api.handle(&parts.headers, &body).await;
+            return json_response(status, &value, "application/json");
         }
         if let Some(function_name) = invoke_target(&path) {
             return self.invoke(&function_name, &body).await;
@@ -220,6 +245,23 @@ pub async fn tick(endpoint: &str) -> anyhow::Result<u64> {
     answer["Associations"]
         .as_u64()
         .with_context(|| format!("the local cloud answered the tick with {answer}"))
+}
+
+/// The AWS calls the local cloud at `endpoint` has served since it started or the last reset
+/// (see [`CALLS_PATH`]), by `service:Operation`.
+pub async fn calls(
+    endpoint: &str,
+    reset: bool,
+) -> anyhow::Result<std::collections::BTreeMap<String, u64>> {
+    use anyhow::Context;
+    let answer = certship_moto::http::post_json(
+        &format!("{endpoint}{CALLS_PATH}"),
+        &json!({"Reset": reset}),
+    )
+    .await
+    .with_context(|| format!("asking the local cloud at {endpoint} for its call counts"))?;
+    serde_json::from_value(answer.clone())
+        .with_context(|| format!("the local cloud answered the call counts with {answer}"))
 }
 
 /// The function name of a Lambda Invoke path, `/2015-03-31/functions/{name}/invocations`.

@@ -4,6 +4,7 @@
 //! agent) and DescribeInstanceInformation.
 
 pub mod api;
+pub mod calls;
 pub mod cloud;
 pub mod evidence;
 pub mod functions;

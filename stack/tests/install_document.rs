@@ -1223,6 +1223,25 @@ fn every_parameter_is_validated_and_interpolated_as_an_environment_variable() {
 }
 
 #[test]
+fn the_back_off_pattern_admits_exactly_what_dispatch_install_may_send() {
+    let doc = install_document();
+    let pattern = regex::Regex::new(
+        doc.parameters["BackoffMinutes"]
+            .allowed_pattern
+            .as_deref()
+            .unwrap(),
+    )
+    .unwrap();
+    let max = certship_shared::host_report::MAX_BACKOFF_MINUTES;
+    for good in [0, 1, 360, max] {
+        assert!(pattern.is_match(&good.to_string()), "{good}");
+    }
+    for bad in [(max + 1).to_string(), "-1".into(), "".into(), "1.5".into()] {
+        assert!(!pattern.is_match(&bad), "{bad:?}");
+    }
+}
+
+#[test]
 fn bad_parameter_values_cannot_get_through_the_allowed_patterns() {
     let doc = install_document();
     let pattern = |name: &str| {

@@ -31,8 +31,8 @@ pub struct HostsArgs {
     /// Only the mappings of this certificate
     #[arg(long, value_name = "ARN")]
     certificate_arn: Option<String>,
-    /// Only the mapping of this name
-    #[arg(long, value_name = "NAME")]
+    /// Only the mapping of this name (as `deploy --name` gave it)
+    #[arg(long = "name", value_name = "NAME")]
     cert_name: Option<String>,
     /// Only hosts not holding the mapping's current version (no report, an older one, a failure)
     #[arg(long)]

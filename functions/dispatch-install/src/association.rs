@@ -232,6 +232,29 @@ async fn update(
     }
 }
 
+/// Sets every field certship owns (but the document version) on a CreateAssociation or an
+/// UpdateAssociation builder. The SDK's two builders are distinct types with the same setters;
+/// one list keeps creation and update from drifting apart.
+macro_rules! with_owned_fields {
+    ($builder:expr, $desired:expr) => {{
+        let desired: &Desired = $desired;
+        $builder
+            .name(&desired.document_name)
+            .targets(desired.target.clone())
+            .set_parameters(Some(desired.parameters.clone()))
+            .schedule_expression(&desired.schedule)
+            .output_location(desired.output_location.clone())
+            .association_name(&desired.association_name)
+            .max_concurrency(&desired.max_concurrency)
+            .max_errors(&desired.max_errors)
+            .compliance_severity(AssociationComplianceSeverity::High)
+            .sync_compliance(AssociationSyncCompliance::Auto)
+            // Not only at the cron interval: new and returning targets run it at once.
+            .apply_only_at_cron_interval(false)
+            .set_association_dispatch_assume_role(desired.dispatch_role_arn.clone())
+    }};
+}
+
 /// UpdateAssociation of `described` to `desired`.
 fn update_request(
     ssm: &aws_sdk_ssm::Client,
@@ -246,25 +269,13 @@ fn update_request(
             .unwrap_or(DEFAULT_DOCUMENT_VERSION),
         _ => DEFAULT_DOCUMENT_VERSION,
     };
-    ssm.update_association()
+    let update = ssm
+        .update_association()
         .association_id(association_id)
         // Optimistic concurrency: refused if another update made a newer version meanwhile.
-        .set_association_version(described.association_version().map(str::to_string))
-        // The fields certship owns.
-        .name(&desired.document_name)
+        .set_association_version(described.association_version().map(str::to_string));
+    with_owned_fields!(update, desired)
         .document_version(document_version)
-        .targets(desired.target.clone())
-        .set_parameters(Some(desired.parameters.clone()))
-        .schedule_expression(&desired.schedule)
-        .output_location(desired.output_location.clone())
-        .association_name(&desired.association_name)
-        .max_concurrency(&desired.max_concurrency)
-        .max_errors(&desired.max_errors)
-        .compliance_severity(AssociationComplianceSeverity::High)
-        .sync_compliance(AssociationSyncCompliance::Auto)
-        // Not only at the cron interval: new and returning targets run it at once.
-        .apply_only_at_cron_interval(false)
-        .set_association_dispatch_assume_role(desired.dispatch_role_arn.clone())
         // The fields certship does not own, copied from the described association:
         // UpdateAssociation overwrites every optional field it is not sent with null, so an
         // operator's additions (a change calendar, alarms, an offset...) would vanish at each
@@ -339,21 +350,8 @@ async fn create(
         .value(&desired.mapping_id)
         .build()
         .map_err(|e| CertshipError::Service(format!("could not build the tag: {e}")))?;
-    let created = ssm
-        .create_association()
-        .name(&desired.document_name)
+    let created = with_owned_fields!(ssm.create_association(), desired)
         .document_version(DEFAULT_DOCUMENT_VERSION)
-        .targets(desired.target.clone())
-        .set_parameters(Some(desired.parameters.clone()))
-        .schedule_expression(&desired.schedule)
-        .output_location(desired.output_location.clone())
-        .association_name(&desired.association_name)
-        .max_concurrency(&desired.max_concurrency)
-        .max_errors(&desired.max_errors)
-        .compliance_severity(AssociationComplianceSeverity::High)
-        .sync_compliance(AssociationSyncCompliance::Auto)
-        .apply_only_at_cron_interval(false)
-        .set_association_dispatch_assume_role(desired.dispatch_role_arn.clone())
         .tags(tag)
         .send()
         .await

@@ -74,14 +74,15 @@ pub struct AssociationSettings {
 
 pub const DEFAULT_DOCUMENT_NAME: &str = "Install-Certificate-Linux";
 pub const DEFAULT_DEADLINE_SECONDS: u64 = 1200;
-/// Half the fleet at a time, and stop after the first failed host, so a certificate that breaks a
-/// service does not spread; the failed host itself rolls back. State Manager applies the
-/// thresholds per run, so the next scheduled run tries every target again.
+/// Half the fleet at a time, so a certificate that breaks a service stops spreading once
+/// `MaxErrors` hosts failed (they roll back). State Manager applies the thresholds per run, so the
+/// next scheduled run tries every target again.
 pub const DEFAULT_MAX_CONCURRENCY: &str = "50%";
 /// Not 0: an association's errors recur every interval, so one broken host would stop every run.
 pub const DEFAULT_MAX_ERRORS: &str = "10%";
-/// The longest back-off a host may be asked for: 30 days.
-pub const MAX_BACKOFF_MINUTES: u32 = 43_200;
+/// The longest back-off: what the install document's `BackoffMinutes` pattern admits (one rule,
+/// in shared).
+pub use certship_shared::host_report::MAX_BACKOFF_MINUTES;
 
 fn config_error(name: &str, value: &str, rule: &str) -> CertshipError {
     CertshipError::Configuration(format!("{name}={value:?} is invalid: {rule}"))
@@ -326,7 +327,7 @@ mod tests {
             (FILE_OWNER_VAR, "root;reboot"),
             (INSTALL_DOCUMENT_NAME_VAR, "doc name"),
             (BACKOFF_MINUTES_VAR, "-1"),
-            (BACKOFF_MINUTES_VAR, "43201"),
+            (BACKOFF_MINUTES_VAR, "100000"),
             (ASSOCIATION_OUTPUT_BUCKET_VAR, "Not_A_Bucket"),
             (ASSOCIATION_DISPATCH_ROLE_ARN_VAR, "certship-dispatch"),
             (RECONCILE_SCHEDULE_VAR, "hourly"),

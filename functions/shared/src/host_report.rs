@@ -160,6 +160,11 @@ impl std::fmt::Display for Outcome {
     }
 }
 
+/// The longest back-off a host can be told (`BackoffMinutes`, about 69 days): what the install
+/// document's `allowedPattern` `^[0-9]{1,5}$` admits. dispatch-install refuses more at cold start,
+/// and `stack/tests/install_document.rs` pins the pattern to this bound.
+pub const MAX_BACKOFF_MINUTES: u32 = 99_999;
+
 /// Why the document wrote the files (its report's `reason`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {

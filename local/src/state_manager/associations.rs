@@ -586,19 +586,12 @@ impl StateManager {
                 selected.push(self.list_item(association));
             }
         }
-        let (page, next) = page(
+        paged(
+            "Associations",
             &selected,
             request.max_results,
             request.next_token.as_deref(),
-            50,
-            50,
-            1,
-        )?;
-        let mut response = json!({ "Associations": page });
-        if let Some(next) = next {
-            response["NextToken"] = json!(next);
-        }
-        Ok(response)
+        )
     }
 
     pub(super) fn list_association_versions(&self, input: Value) -> Result<Value, SsmError> {
@@ -622,19 +615,12 @@ impl StateManager {
                 info
             })
             .collect();
-        let (page, next) = page(
+        paged(
+            "AssociationVersions",
             &versions,
             request.max_results,
             request.next_token.as_deref(),
-            50,
-            50,
-            1,
-        )?;
-        let mut response = json!({ "AssociationVersions": page });
-        if let Some(next) = next {
-            response["NextToken"] = json!(next);
-        }
-        Ok(response)
+        )
     }
 
     pub(super) fn start_associations_once(&self, input: &Value) -> Result<Value, SsmError> {
@@ -720,19 +706,12 @@ impl StateManager {
                 }));
             }
         }
-        let (page, next) = page(
+        paged(
+            "AssociationExecutions",
             &rows,
             request.max_results,
             request.next_token.as_deref(),
-            50,
-            50,
-            1,
-        )?;
-        let mut response = json!({ "AssociationExecutions": page });
-        if let Some(next) = next {
-            response["NextToken"] = json!(next);
-        }
-        Ok(response)
+        )
     }
 
     pub(super) fn describe_association_execution_targets(
@@ -795,19 +774,12 @@ impl StateManager {
                 }));
             }
         }
-        let (page, next) = page(
+        paged(
+            "AssociationExecutionTargets",
             &rows,
             request.max_results,
             request.next_token.as_deref(),
-            50,
-            50,
-            1,
-        )?;
-        let mut response = json!({ "AssociationExecutionTargets": page });
-        if let Some(next) = next {
-            response["NextToken"] = json!(next);
-        }
-        Ok(response)
+        )
     }
 
     /// `Overview`: the status of the current version over the hosts it targets now, a host

@@ -7,7 +7,7 @@
 //! `InstanceInformationFilterList` cannot be combined with `Filters`; `MaxResults` 5 to 50,
 //! default 10, with `NextToken` paging.
 
-use super::wire::page;
+use super::wire::{page, with_next_token};
 use super::{SsmError, StateManager};
 use crate::hosts::{HostInfo, Simulation};
 use crate::run_command::wire::epoch;
@@ -148,11 +148,10 @@ impl StateManager {
                 })
             })
             .collect();
-        let mut response = json!({ "InstanceInformationList": list });
-        if let Some(next) = next {
-            response["NextToken"] = json!(next);
-        }
-        Ok(response)
+        Ok(with_next_token(
+            json!({ "InstanceInformationList": list }),
+            next,
+        ))
     }
 }
 

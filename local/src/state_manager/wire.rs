@@ -6,6 +6,7 @@
 
 use crate::run_command::SsmError;
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
 /// A target, `tag:<key>` or `InstanceIds` with its values.
@@ -201,6 +202,26 @@ pub(super) fn page<T: Clone>(
     let end = (start + size).min(items.len());
     let next = (end < items.len()).then(|| end.to_string());
     Ok((items[start..end].to_vec(), next))
+}
+
+/// The association List/Describe calls' answer: one page of `items` under `list_key` (50 at most
+/// and by default, as the SSM API Reference gives for each), and `NextToken` when there is more.
+pub(super) fn paged(
+    list_key: &str,
+    items: &[Value],
+    max_results: Option<i64>,
+    next_token: Option<&str>,
+) -> Result<Value, SsmError> {
+    let (page, next) = page(items, max_results, next_token, 50, 50, 1)?;
+    Ok(with_next_token(json!({ list_key: page }), next))
+}
+
+/// `response` with `NextToken` set when there is a next page.
+pub(super) fn with_next_token(mut response: Value, next: Option<String>) -> Value {
+    if let Some(next) = next {
+        response["NextToken"] = json!(next);
+    }
+    response
 }
 
 /// A new id in SSM's association and execution id format (a UUID).
