@@ -116,7 +116,7 @@ lambda-target:
 	  exit 1; }
 
 # sam build runs `cargo lambda build --release --arm64 --bin BIN` in the workspace root for each
-# function, one after the other, in the workspace's own target/ directory. Building the four bins
+# function, one after the other, in the workspace's own target/ directory. Building the five bins
 # in one cargo first is the same build (sam's four runs then find them fresh), but overlaps the
 # four single-threaded LTO links: 11 minutes cold here instead of 18.
 package: sam-validate lambda-target ## release-build the arm64 bootstraps into .aws-sam/build, ready for sam deploy
@@ -131,5 +131,5 @@ deploy: package ## package, then sam deploy (--guided the first time); needs AWS
 	$(DEPLOY_ENV) sam deploy $$guided --config-file $(SAM_CONFIG)
 
 # Where the arm64 target cannot be added: the same release build for x86-64, as a compile check.
-release-check: deploy-venv ## release-build the four functions for x86-64 (check only; the stack is arm64)
+release-check: deploy-venv ## release-build the five functions for x86-64 (check only; the stack is arm64)
 	$(DEPLOY_ENV) cargo lambda build --release --x86-64 $(addprefix --bin ,$(LAMBDA_BINS))
