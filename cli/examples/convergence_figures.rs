@@ -176,6 +176,7 @@ async fn until_runs(
             dynamodb,
             &cloud.evidence_table_name,
             mapping_id,
+            "dev",
         )
         .await?
         .into_iter()

@@ -426,8 +426,20 @@ async fn no_passphrase_or_key_reaches_the_history_the_tables_the_association_or_
         .lines()
         .filter(|l| !l.starts_with("-----") && l.len() >= 16)
         .collect();
+    // and the key as the host decrypted it
+    let host = &cloud.hosts.list()[0].instance_id;
+    let installed_key = std::fs::read_to_string(
+        cloud.file(host, &format!("etc/ssl/private/{CERT_NAME}-privkey.pem")),
+    )
+    .unwrap();
+    let installed_lines: Vec<&str> = installed_key
+        .lines()
+        .filter(|l| !l.starts_with("-----") && l.len() >= 16)
+        .collect();
+    assert!(!installed_lines.is_empty());
     let mut secrets = vec![passphrase];
     secrets.extend(key_lines.iter().copied());
+    secrets.extend(installed_lines.iter().copied());
 
     let history = cloud.history(&execution).await;
     assert!(history.len() > 10);

@@ -18,7 +18,6 @@ pub mod run_command;
 pub mod running;
 pub mod state_manager;
 pub mod supervise;
-pub mod template;
 
 pub use api::API_PATH;
 /// The JSON-over-HTTP client of the local cloud's own endpoints (and moto's).

@@ -6,7 +6,7 @@
 use super::functions::Function;
 use anyhow::{Context, Result, bail};
 use aws_config::SdkConfig;
-use certship_stack::Template;
+use certship_stack::{EVIDENCE_TABLE, OUTPUT_BUCKET, RECORD_HOST_EVIDENCE_FUNCTION, Template};
 use std::path::Path;
 
 pub const TABLE_NAME: &str = "certship-mappings";
@@ -17,13 +17,10 @@ pub const RENEWAL_RULE_NAME: &str = "certship-acm-renewal";
 /// the local cloud drains into renewal-trigger.
 pub const RENEWAL_QUEUE_NAME: &str = "certship-local-renewal-events";
 
-/// The template's logical ids of what convergence adds, and the names the local cloud gives them
-/// (in AWS, CloudFormation names them and the functions read the names from their environment).
-pub const EVIDENCE_TABLE: &str = "EvidenceTable";
+/// The names the local cloud gives what convergence adds (in AWS, CloudFormation names them and
+/// the functions read the names from their environment).
 pub const EVIDENCE_TABLE_NAME: &str = "certship-evidence";
-pub const OUTPUT_BUCKET: &str = "AssociationOutputBucket";
 pub const OUTPUT_BUCKET_NAME: &str = "certship-association-output";
-pub const RECORD_HOST_EVIDENCE_FUNCTION: &str = "RecordHostEvidenceFunction";
 /// moto's S3 cannot invoke Lambda either: the bucket notifies this queue with the template's
 /// events and filter, and the local cloud drains it into record-host-evidence.
 pub const OUTPUT_QUEUE_NAME: &str = "certship-local-association-output-events";
@@ -94,15 +91,15 @@ pub async fn provision(config: &SdkConfig, project: &Path, region: &str) -> Resu
         .context("creating the state machine")?
         .state_machine_arn;
     let renewal_queue_url = create_renewal_rule(config, &template.renewal_rule_pattern()?).await?;
-    crate::template::create_table(
-        &template,
-        &aws_sdk_dynamodb::Client::new(config),
-        EVIDENCE_TABLE,
-        EVIDENCE_TABLE_NAME,
-    )?
-    .send()
-    .await
-    .context("creating the evidence table")?;
+    template
+        .create_table(
+            &aws_sdk_dynamodb::Client::new(config),
+            EVIDENCE_TABLE,
+            EVIDENCE_TABLE_NAME,
+        )?
+        .send()
+        .await
+        .context("creating the evidence table")?;
     let output_queue_url = create_output_bucket(config, &template, region).await?;
     Ok(Provisioned {
         state_machine_arn,
@@ -124,7 +121,7 @@ async fn create_output_bucket(
         S3KeyFilter,
     };
     template.properties(OUTPUT_BUCKET, "AWS::S3::Bucket")?;
-    let event = crate::template::s3_event(template, RECORD_HOST_EVIDENCE_FUNCTION)?;
+    let event = template.s3_event(RECORD_HOST_EVIDENCE_FUNCTION)?;
     if event.bucket != OUTPUT_BUCKET {
         bail!(
             "{RECORD_HOST_EVIDENCE_FUNCTION}'s S3 event watches {}, not {OUTPUT_BUCKET}",

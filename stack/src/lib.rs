@@ -8,6 +8,9 @@ pub mod intrinsics;
 pub use intrinsics::StackValues;
 
 pub mod document;
+mod s3_event;
+
+pub use s3_event::S3Event;
 
 use anyhow::{Context, Result, bail};
 use aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder;
@@ -22,6 +25,12 @@ use std::path::Path;
 pub const TEMPLATE_PATH: &str = "cloudformation/template.yaml";
 /// The logical id of the mapping table.
 pub const MAPPING_TABLE: &str = "MappingTable";
+/// The logical id of the per-host evidence table.
+pub const EVIDENCE_TABLE: &str = "EvidenceTable";
+/// The logical id of the bucket the hosts write their association runs' output to.
+pub const OUTPUT_BUCKET: &str = "AssociationOutputBucket";
+/// The logical id of the function that bucket's S3 event invokes.
+pub const RECORD_HOST_EVIDENCE_FUNCTION: &str = "RecordHostEvidenceFunction";
 /// The logical id of the function the ACM renewal rule invokes.
 pub const RENEWAL_TRIGGER_FUNCTION: &str = "RenewalTriggerFunction";
 /// The logical id of the deployment API.
@@ -66,14 +75,24 @@ impl Template {
         Ok(&resource["Properties"])
     }
 
-    /// CreateTable for the mapping table exactly as the template declares its keys, attributes,
-    /// indexes and billing mode, under `table_name` (the stack lets CloudFormation name it).
+    /// CreateTable for the mapping table (see [`Self::create_table`]).
     pub fn create_mapping_table(
         &self,
         dynamodb: &aws_sdk_dynamodb::Client,
         table_name: &str,
     ) -> Result<CreateTableFluentBuilder> {
-        let table = self.properties(MAPPING_TABLE, "AWS::DynamoDB::Table")?;
+        self.create_table(dynamodb, MAPPING_TABLE, table_name)
+    }
+
+    /// CreateTable for table `logical_id` exactly as the template declares its keys, attributes,
+    /// indexes and billing mode, under `table_name` (the stack lets CloudFormation name it).
+    pub fn create_table(
+        &self,
+        dynamodb: &aws_sdk_dynamodb::Client,
+        logical_id: &str,
+        table_name: &str,
+    ) -> Result<CreateTableFluentBuilder> {
+        let table = self.properties(logical_id, "AWS::DynamoDB::Table")?;
         let mut create = dynamodb
             .create_table()
             .table_name(table_name)
@@ -98,7 +117,7 @@ impl Template {
             .unwrap_or(&no_indexes);
         for index in indexes {
             if index["ProvisionedThroughput"].is_mapping() {
-                bail!("{MAPPING_TABLE}: provisioned indexes are not supported here");
+                bail!("{logical_id}: provisioned indexes are not supported here");
             }
             let projection = &index["Projection"];
             let non_key_attributes = projection["NonKeyAttributes"].as_sequence().map(|names| {
@@ -255,6 +274,30 @@ mod tests {
             .iter()
             .map(|k| (k.attribute_name(), k.key_type()))
             .collect()
+    }
+
+    #[test]
+    fn the_evidence_table_has_the_keys_the_code_reads_and_writes() {
+        use certship_shared::evidence::attr as evidence;
+        let create = template()
+            .create_table(&dynamodb(), EVIDENCE_TABLE, "certship-evidence")
+            .unwrap();
+        let input = create.as_input();
+        assert_eq!(input.get_table_name().as_deref(), Some("certship-evidence"));
+        assert_eq!(
+            keys(input.get_key_schema().as_deref().unwrap()),
+            [
+                (evidence::MAPPING_ID, &KeyType::Hash),
+                (evidence::INSTANCE_ID, &KeyType::Range)
+            ]
+        );
+        assert!(input.get_global_secondary_indexes().is_none());
+        assert!(
+            template()
+                .create_table(&dynamodb(), OUTPUT_BUCKET, "t")
+                .is_err(),
+            "a bucket is not a table"
+        );
     }
 
     #[test]

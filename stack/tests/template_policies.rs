@@ -54,7 +54,14 @@ const FUNCTIONS: [&str; 5] = [
 
 /// Calls IAM authorizes as other actions than their own name, and why: each call found in the
 /// code stands for exactly these actions.
-const AUTHORIZED_AS: [(&str, &[&str], &str); 3] = [
+const AUTHORIZED_AS: [(&str, &[&str], &str); 4] = [
+    (
+        "s3:GetObject",
+        &["s3:GetObject", "s3:ListBucket"],
+        "without s3:ListBucket on the bucket, S3 answers a missing key with 403 AccessDenied, not \
+         404 NoSuchKey (S3 API Reference, GetObject, \"Permissions\"); record-host-evidence \
+         skips an object that is gone only on NoSuchKey",
+    ),
     (
         "dynamodb:TransactWriteItems",
         &["dynamodb:PutItem", "dynamodb:UpdateItem"],

@@ -16,7 +16,7 @@ use std::process::ExitCode;
     after_help = "Examples:
   certship hosts --target env=prod
   certship hosts --target env=prod --stale
-  certship hosts --target env=prod --not-serial 0a:1b:2c --output json | jq -r '.hosts[].instanceId'
+  certship hosts --target env=prod --not-serial 0a:1b:2c --output json | jq -r '.hosts[].instanceId' | sort -u
 
 The hosts are the managed nodes SSM lists with the tag (DescribeInstanceInformation): an
 instance without a running, registered SSM Agent is not among them (the association cannot

@@ -15,11 +15,15 @@ pub const BATCH_SIZE: usize = 25;
 /// How often unprocessed deletes are sent again before giving up.
 const MAX_BATCH_ATTEMPTS: u32 = 8;
 
-/// Every host's latest evidence for one mapping (one query, all its pages), by instance id.
+/// Every host's latest evidence for one mapping (one query, all its pages), by instance id: the
+/// items written under the mapping's target tag value `tag_value`; one written under another is
+/// another target's host speaking for this mapping, and left out
+/// ([`HostEvidence::written_under`]).
 pub async fn of_mapping(
     dynamodb: &aws_sdk_dynamodb::Client,
     table_name: &str,
     mapping_id: &str,
+    tag_value: &str,
 ) -> Result<HashMap<String, HostEvidence>> {
     let mut pages = partition(dynamodb, table_name, mapping_id)
         .into_paginator()
@@ -33,7 +37,9 @@ pub async fn of_mapping(
         let host = HostEvidence::from_item(&item).with_context(|| {
             format!("the evidence table {table_name} holds an item certship did not write")
         })?;
-        evidence.insert(host.instance_id.clone(), host);
+        if host.written_under(tag_value) {
+            evidence.insert(host.instance_id.clone(), host);
+        }
     }
     Ok(evidence)
 }

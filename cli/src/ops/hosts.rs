@@ -128,12 +128,14 @@ pub enum Filter {
     Stale,
     /// The last run failed, whatever version it was for.
     Failed,
-    /// Not known to serve this serial: no evidence, another serial, or a run that failed (a
-    /// failed run reports the serial it tried, not the one it serves).
+    /// Hosts not known to serve this serial under any of the target's mappings: no evidence,
+    /// another serial, or a run that failed (a failed run reports the serial it tried, not the
+    /// one it serves). A host is kept or dropped whole, with all its rows.
     NotSerial(Serial),
 }
 
 impl Filter {
+    /// Whether `row` passes on its own; [`TargetHosts::kept`] applies `NotSerial` per host.
     pub fn keeps(&self, row: &HostRow<'_>) -> bool {
         match self {
             Self::All => true,
@@ -192,7 +194,8 @@ pub async fn collect(
     let nodes = nodes::tagged(ssm, &target.0, &target.1).await?;
     let mut mappings = Vec::with_capacity(desired.len());
     for desired in desired {
-        let evidence = evidence::of_mapping(dynamodb, evidence_table, &desired.mapping_id).await?;
+        let evidence =
+            evidence::of_mapping(dynamodb, evidence_table, &desired.mapping_id, &target.1).await?;
         mappings.push(MappingEvidence { desired, evidence });
     }
     Ok(TargetHosts {
@@ -220,6 +223,25 @@ impl TargetHosts {
                 })
             })
             .collect()
+    }
+
+    /// The rows `filter` keeps. `NotSerial` judges each host by all its mappings: a host serving
+    /// the serial under one name serves it, and is dropped with all its rows.
+    pub fn kept(&self, filter: &Filter) -> Vec<HostRow<'_>> {
+        let rows = self.rows();
+        match filter {
+            Filter::NotSerial(_) => {
+                let serving: std::collections::HashSet<&str> = rows
+                    .iter()
+                    .filter(|row| !filter.keeps(row))
+                    .map(|row| row.node.instance_id.as_str())
+                    .collect();
+                rows.into_iter()
+                    .filter(|row| !serving.contains(row.node.instance_id.as_str()))
+                    .collect()
+            }
+            _ => rows.into_iter().filter(|row| filter.keeps(row)).collect(),
+        }
     }
 
     /// The counts of one mapping's hosts (`succeeded` = converged), as `$.Install.Hosts` has
@@ -270,9 +292,8 @@ impl TargetHosts {
             );
         }
         let rows: Vec<Vec<String>> = self
-            .rows()
+            .kept(filter)
             .into_iter()
-            .filter(|row| filter.keeps(row))
             .map(|row| {
                 let e = row.evidence;
                 let outcome = e.map_or("-".to_string(), |e| {
@@ -342,7 +363,7 @@ impl TargetHosts {
                     "hosts": counts,
                 })
             }).collect::<Vec<_>>(),
-            "hosts": self.rows().into_iter().filter(|r| filter.keeps(r)).map(|row| {
+            "hosts": self.kept(filter).into_iter().map(|row| {
                 let e = row.evidence;
                 json!({
                     "instanceId": row.node.instance_id,
@@ -496,6 +517,7 @@ mod tests {
             serial: Some("0a:1b".into()),
         };
         let mut evidence = HostEvidence {
+            tag_value: Some("prod".into()),
             mapping_id: desired.mapping_id.clone(),
             instance_id: "i-1".into(),
             association_id: None,

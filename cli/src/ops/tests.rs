@@ -440,6 +440,7 @@ fn report(
     HostEvidence {
         mapping_id: id_of(m),
         instance_id: instance.into(),
+        tag_value: Some(m.target_tag_value.clone()),
         association_id: m.association_id.clone(),
         run_id: Some("2026-01-01T00-00-00.000Z".into()),
         error: outcome
@@ -562,6 +563,15 @@ async fn hosts_joins_every_page_of_nodes_and_evidence_and_filters_them() {
             vec![
                 report(&web, "i-1", Outcome::Unchanged, "v2", "A1B2C"),
                 report(&web, "i-3", Outcome::Installed, "v1", "0A0A"),
+                // written by a dev host under dev/<web's mapping id>: not i-2's word
+                {
+                    let mut forged = report(&web, "i-2", Outcome::Unchanged, "v2", "A1B2C");
+                    forged.insert(
+                        certship_shared::evidence::attr::TAG_VALUE.into(),
+                        AttributeValue::S("dev".into()),
+                    );
+                    forged
+                },
             ],
             vec![
                 report(&web, "i-4", Outcome::RolledBack, "v2", "A1B2C"),
@@ -569,7 +579,7 @@ async fn hosts_joins_every_page_of_nodes_and_evidence_and_filters_them() {
             ],
         ],
     );
-    // and the tagged nodes over two pages: i-2 never reported, i-5 is offline
+    // and the tagged nodes over two pages: i-2 never reported (for itself), i-5 is offline
     let node_listing = node_pages(
         "prod",
         vec![
@@ -628,9 +638,8 @@ async fn hosts_joins_every_page_of_nodes_and_evidence_and_filters_them() {
     );
     let kept = |filter: &hosts::Filter| -> Vec<String> {
         fleet
-            .rows()
+            .kept(filter)
             .iter()
-            .filter(|r| filter.keeps(r))
             .map(|r| r.node.instance_id.clone())
             .collect()
     };
@@ -709,6 +718,76 @@ async fn hosts_joins_every_page_of_nodes_and_evidence_and_filters_them() {
     assert_eq!(json["hosts"][0]["serial"], "0a:1b:2c");
     assert_eq!(json["mappings"][0]["hosts"]["Succeeded"], 1);
     assert_eq!(json["mappings"][0]["mappingId"], id_of(&web));
+}
+
+#[test]
+fn not_serial_keeps_a_host_only_if_none_of_its_mappings_serves_the_serial() {
+    use aws_sdk_ssm::types::PingStatus::Online;
+    // given two mappings on env=prod: web (serial 0a:1b:2c) and api (serial 0c:0c)
+    let web = prod_web();
+    let mut api = mapping("api", "prod", Some("0c:0c"));
+    api.secret_version_id = Some("v7".into());
+    let evidence = |m: &Mapping, rows: &[(&str, &str, &str)]| -> HashMap<String, HostEvidence> {
+        rows.iter()
+            .map(|(instance, version, serial)| {
+                let e = HostEvidence::from_item(&report(
+                    m,
+                    instance,
+                    Outcome::Unchanged,
+                    version,
+                    serial,
+                ))
+                .unwrap();
+                (instance.to_string(), e)
+            })
+            .collect()
+    };
+    let fleet = hosts::TargetHosts {
+        target: prod(),
+        nodes: ["i-1", "i-2", "i-3"]
+            .map(|id| nodes::Node {
+                instance_id: id.into(),
+                ping: Some(Online),
+            })
+            .to_vec(),
+        mappings: vec![
+            hosts::MappingEvidence {
+                desired: hosts::Desired::of_mapping(&web),
+                // i-1 serves web's serial; i-2 an older one; i-3 never reported for web
+                evidence: evidence(&web, &[("i-1", "v2", "0A1B2C"), ("i-2", "v1", "0A0A")]),
+            },
+            hosts::MappingEvidence {
+                desired: hosts::Desired::of_mapping(&api),
+                evidence: evidence(&api, &[("i-1", "v7", "0C0C"), ("i-2", "v7", "0C0C")]),
+            },
+        ],
+    };
+
+    // when asked which hosts do not serve web's serial
+    let filter = hosts::Filter::NotSerial("0a:1b:2c".parse().unwrap());
+    let kept: Vec<(&str, &str)> = fleet
+        .kept(&filter)
+        .iter()
+        .map(|r| (r.node.instance_id.as_str(), r.desired.cert_name.as_str()))
+        .collect();
+
+    // then i-1 (serving it as web, though not as api) is not listed; i-2 and i-3 are, whole
+    assert_eq!(
+        kept,
+        [
+            ("i-2", "web"),
+            ("i-2", "api"),
+            ("i-3", "web"),
+            ("i-3", "api")
+        ]
+    );
+    // and a per-row filter still judges each pair
+    let stale: Vec<(&str, &str)> = fleet
+        .kept(&hosts::Filter::Stale)
+        .iter()
+        .map(|r| (r.node.instance_id.as_str(), r.desired.cert_name.as_str()))
+        .collect();
+    assert_eq!(stale, [("i-2", "web"), ("i-3", "web"), ("i-3", "api")]);
 }
 
 #[tokio::test]
@@ -1272,8 +1351,9 @@ async fn unmap_finds_an_unrecorded_association_by_name_and_leaves_another_certif
 }
 
 #[tokio::test]
-async fn unmap_leaves_the_secret_when_the_mapping_is_already_gone() {
+async fn unmap_finishes_when_another_unmap_deleted_the_mapping_meanwhile() {
     use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+    // given every conditional delete failing: the claim and the mapping item are already gone
     let gone = mock!(aws_sdk_dynamodb::Client::delete_item).then_error(|| {
         DeleteItemError::ConditionalCheckFailedException(
             aws_sdk_dynamodb::types::error::ConditionalCheckFailedException::builder()
@@ -1289,18 +1369,15 @@ async fn unmap_leaves_the_secret_when_the_mapping_is_already_gone() {
     let dynamodb = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, dynamodb_rules);
     let ssm = mock_client!(aws_sdk_ssm, RuleMode::MatchAny, [&association]);
     let secrets = mock_client!(aws_sdk_secretsmanager, RuleMode::MatchAny, [&secret]);
-    let error = unmap::remove(&dynamodb, &ssm, &secrets, &TABLES, &prod_web())
+
+    let removed = unmap::remove(&dynamodb, &ssm, &secrets, &TABLES, &prod_web())
         .await
-        .unwrap_err();
-    assert!(
-        format!("{error:#}").contains("deleting the mapping"),
-        "{error:#}"
-    );
-    assert_eq!(
-        (gone.num_calls(), secret.num_calls()),
-        (1, 0),
-        "the claim and the secret are the other unmap's to remove"
-    );
+        .unwrap();
+
+    // then the secret was still scheduled for deletion before the mapping item was tried, last
+    assert!(!removed.claim_released);
+    assert_eq!(removed.secret_arn.as_deref(), Some(SECRET_ARN));
+    assert_eq!((gone.num_calls(), secret.num_calls()), (2, 1));
 }
 
 #[tokio::test]
@@ -1335,6 +1412,21 @@ async fn unmap_takes_a_secret_already_deleted_as_nothing_left_and_reports_other_
                     .build(),
             )
         })
+        .error(|| {
+            let message = "You can't perform this operation on the secret because it was marked \
+                           for deletion.";
+            DeleteSecretError::InvalidRequestException(
+                aws_sdk_secretsmanager::types::error::InvalidRequestException::builder()
+                    .message(message)
+                    .meta(
+                        ErrorMetadata::builder()
+                            .code("InvalidRequestException")
+                            .message(message)
+                            .build(),
+                    )
+                    .build(),
+            )
+        })
         .build();
     let dynamodb_rules: Vec<&Rule> = evidence.iter().chain([&item, &claim]).collect();
     let dynamodb = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, dynamodb_rules);
@@ -1350,11 +1442,21 @@ async fn unmap_takes_a_secret_already_deleted_as_nothing_left_and_reports_other_
         .unwrap_err()
         .to_string();
     assert!(
-        error.contains("the mapping is gone, but its secret")
+        error.contains("was not scheduled for deletion (the mapping stays")
             && error.contains("already scheduled"),
         "{error}"
     );
-    assert_eq!((item.num_calls(), secret.num_calls()), (2, 2));
+    assert_eq!(
+        (item.num_calls(), secret.num_calls()),
+        (1, 2),
+        "the mapping stays when its secret could not be deleted"
+    );
+    // a secret an earlier, interrupted unmap already scheduled is done
+    let removed = unmap::remove(&dynamodb, &ssm, &secrets, &TABLES, &m)
+        .await
+        .unwrap();
+    assert_eq!(removed.secret_arn.as_deref(), Some(SECRET_ARN));
+    assert_eq!((item.num_calls(), secret.num_calls()), (2, 3));
 
     // a mapping without a secret deletes none
     let mut bare = prod_web();
@@ -1363,7 +1465,7 @@ async fn unmap_takes_a_secret_already_deleted_as_nothing_left_and_reports_other_
         .await
         .unwrap();
     assert_eq!(removed.secret_arn, None);
-    assert_eq!((item.num_calls(), secret.num_calls()), (3, 2));
+    assert_eq!((item.num_calls(), secret.num_calls()), (3, 3));
 }
 
 #[tokio::test]

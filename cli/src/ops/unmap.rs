@@ -60,9 +60,9 @@ pub async fn find(
 /// Removes `mapping` and what belongs to it.
 ///
 /// The order makes a failure safe to retry with `certship unmap` again: the association goes
-/// first (nothing installs the certificate any more), then the evidence, while the mapping item
-/// still names what to clean; then the mapping item itself (only if it is still there), its
-/// name claim, and last the secret, which only the association's runs read.
+/// first (nothing installs the certificate any more), then the evidence, the name claim and the
+/// secret, while the mapping item still names what to clean; the mapping item goes last, so a
+/// retry finds it as long as anything is left.
 pub async fn remove(
     dynamodb: &aws_sdk_dynamodb::Client,
     ssm: &aws_sdk_ssm::Client,
@@ -83,7 +83,13 @@ pub async fn remove(
     removed.evidence_items = evidence::delete_of_mapping(dynamodb, tables.evidence, &id)
         .await
         .context("deleting the mapping's evidence")?;
-    dynamodb
+    removed.claim_released = release_claim(dynamodb, tables.mappings, mapping)
+        .await
+        .context("releasing the mapping's CertName claim")?;
+    if let Some(secret_arn) = &mapping.secret_arn {
+        removed.secret_arn = schedule_deletion(secrets, secret_arn).await?;
+    }
+    let deleted = dynamodb
         .delete_item()
         .table_name(tables.mappings)
         .set_key(Some(key(
@@ -94,15 +100,24 @@ pub async fn remove(
         )))
         .condition_expression(format!("attribute_exists({})", attr::CERTIFICATE_ARN))
         .send()
-        .await
-        .map_err(explain)
-        .context("deleting the mapping")?;
-    removed.claim_released = release_claim(dynamodb, tables.mappings, mapping)
-        .await
-        .context("the mapping is gone, but its CertName claim was not released")?;
-    let Some(secret_arn) = &mapping.secret_arn else {
-        return Ok(removed);
-    };
+        .await;
+    match deleted {
+        Ok(_) => {}
+        // Another unmap finished first: what this one came to remove is gone either way.
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_conditional_check_failed_exception()) => {}
+        Err(e) => return Err(explain(e)).context("deleting the mapping"),
+    }
+    Ok(removed)
+}
+
+/// Schedules the secret's deletion after [`RECOVERY_WINDOW_DAYS`]. `None` when it no longer
+/// exists; one already scheduled (by an earlier, interrupted unmap) counts as done.
+async fn schedule_deletion(
+    secrets: &aws_sdk_secretsmanager::Client,
+    secret_arn: &str,
+) -> Result<Option<String>> {
     // The secret lives in the stack's region, whatever the certificate's.
     let result = secrets
         .delete_secret()
@@ -111,16 +126,26 @@ pub async fn remove(
         .send()
         .await;
     match result {
-        Ok(_) => removed.secret_arn = Some(secret_arn.clone()),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_resource_not_found_exception()) => {}
-        Err(e) => bail!(
-            "the mapping is gone, but its secret {secret_arn} was not deleted: {:#}",
-            explain(e)
-        ),
+        Ok(_) => Ok(Some(secret_arn.to_string())),
+        Err(e) => match e.as_service_error() {
+            Some(s) if s.is_resource_not_found_exception() => Ok(None),
+            // "You can't perform this operation on the secret because it was marked for
+            // deletion." (Secrets Manager's answer to a second DeleteSecret)
+            Some(s)
+                if s.is_invalid_request_exception()
+                    && s.meta()
+                        .message()
+                        .is_some_and(|m| m.contains("marked for deletion")) =>
+            {
+                Ok(Some(secret_arn.to_string()))
+            }
+            _ => bail!(
+                "its secret {secret_arn} was not scheduled for deletion (the mapping stays, so \
+                 `certship unmap` can be run again): {:#}",
+                explain(e)
+            ),
+        },
     }
-    Ok(removed)
 }
 
 /// Deletes the mapping's association: the one its item names, or, for an item that names none

@@ -201,9 +201,14 @@ impl Cloud {
             &request.target_tag_key,
             &request.target_tag_value,
         );
-        certship_cli::ops::evidence::of_mapping(&self.dynamodb(), &self.evidence_table_name, &id)
-            .await
-            .unwrap()
+        certship_cli::ops::evidence::of_mapping(
+            &self.dynamodb(),
+            &self.evidence_table_name,
+            &id,
+            &request.target_tag_value,
+        )
+        .await
+        .unwrap()
     }
 
     /// Every object the hosts wrote to the association output bucket, with its body.
@@ -268,14 +273,21 @@ impl Cloud {
         installed_serial(&self.hosts.root(instance_id), CERT_NAME)
     }
 
-    /// Waits (polling every 100 ms) until the host's certificate file holds `serial`; returns
-    /// how long that took, or panics after `limit`.
+    /// Waits (polling every 100 ms) until the host holds `serial`: all four files there, the
+    /// certificate of that serial and the key its own (a swap in progress is not yet holding it).
+    /// Returns how long that took, or panics after `limit`.
     pub async fn until_holds(&self, instance_id: &str, serial: &str, limit: Duration) -> Duration {
         let started = Instant::now();
+        let root = self.hosts.root(instance_id);
         loop {
-            if self
-                .serial_on(instance_id)
-                .is_some_and(|s| certship_shared::serial::same_serial(&s, serial))
+            let complete = installed_files(CERT_NAME)
+                .iter()
+                .all(|(file, _)| root.join(file).exists());
+            if complete
+                && self
+                    .serial_on(instance_id)
+                    .is_some_and(|s| certship_shared::serial::same_serial(&s, serial))
+                && key_matches_certificate(&root, CERT_NAME).unwrap_or(false)
             {
                 return started.elapsed();
             }

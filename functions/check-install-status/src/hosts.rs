@@ -1,23 +1,14 @@
 //! The deployment's hosts: every managed node carrying the target tag, each judged by its latest
 //! evidence (what its last association run reported) against the dispatched secret version. The
-//! evidence's error is redacted before anything else reads it.
+//! evidence's error is redacted before anything else reads it (record-host-evidence redacted it
+//! already; an item written otherwise is not trusted).
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_ssm::types::{InstanceInformationStringFilter, PingStatus};
 use certship_shared::CertshipError;
-use certship_shared::evidence::{HostEvidence, attr};
+use certship_shared::evidence::{HostEvidence, attr, redact};
 use certship_shared::host_report::HostReport;
 use std::collections::HashMap;
-
-/// Replaces a line of host output that looks like secret material.
-pub const REDACTED: &str = "[redacted: secret material]";
-/// Lines carrying these never leave the host's output: a broken script must not leak the bundle.
-const SECRET_MARKERS: [&str; 4] = [
-    "PRIVATE KEY-----",
-    "\"passphrase\"",
-    "encrypted_private_key",
-    "SecretString",
-];
 
 /// Where one target stands for the dispatched version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,11 +128,13 @@ pub async fn list_targets(
 }
 
 /// The mapping's evidence, all pages, by instance id. An item that does not read is skipped
-/// (logged): a hand-edited item must not fail the deployment.
+/// (logged): a hand-edited item must not fail the deployment. So is one written under another
+/// tag value than the target's (`tag_value`): another target's host speaking for this mapping.
 pub async fn list_evidence(
     dynamodb: &aws_sdk_dynamodb::Client,
     table_name: &str,
     mapping_id: &str,
+    tag_value: &str,
 ) -> Result<HashMap<String, HostEvidence>, CertshipError> {
     let mut evidence = HashMap::new();
     let mut start_key = None;
@@ -158,6 +151,12 @@ pub async fn list_evidence(
             .map_err(|e| CertshipError::from_sdk("Query", e))?;
         for item in page.items() {
             match HostEvidence::from_item(item) {
+                Ok(e) if !e.written_under(tag_value) => tracing::warn!(
+                    mapping_id = %mapping_id,
+                    instance_id = %e.instance_id,
+                    written_under = e.tag_value.as_deref().unwrap_or(""),
+                    "evidence written under another target's tag value; ignored"
+                ),
                 Ok(mut e) => {
                     e.error = e.error.as_deref().map(redact);
                     evidence.insert(e.instance_id.clone(), e);
@@ -197,27 +196,6 @@ pub fn judge(
         .collect()
 }
 
-/// Host output with every private key block, and every line that looks like the secret's JSON,
-/// replaced: whatever a broken script printed, it never reaches the state, the event or a log.
-fn redact(output: &str) -> String {
-    let mut lines = Vec::new();
-    let mut in_key = false;
-    for line in output.lines() {
-        let key_marker = line.contains("PRIVATE KEY-----");
-        if in_key {
-            in_key = !(key_marker && line.contains("-----END"));
-        } else if key_marker && line.contains("-----BEGIN") && !line.contains("-----END") {
-            in_key = true;
-            lines.push(REDACTED);
-        } else if SECRET_MARKERS.iter().any(|m| line.contains(m)) {
-            lines.push(REDACTED);
-        } else {
-            lines.push(line);
-        }
-    }
-    lines.join("\n")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,6 +205,7 @@ mod tests {
         HostEvidence {
             mapping_id: "web-0123456789ab".into(),
             instance_id: "i-0aaa".into(),
+            tag_value: Some("dev".into()),
             association_id: None,
             run_id: None,
             outcome,
@@ -272,15 +251,5 @@ mod tests {
                 "{outcome:?} {version:?} online={online}"
             );
         }
-    }
-
-    #[test]
-    fn secret_material_is_redacted() {
-        let output = "ok\n-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n\
-                      {\"passphrase\":\"x\"}\nERROR: bad key";
-        assert_eq!(
-            redact(output),
-            format!("ok\n{REDACTED}\n{REDACTED}\nERROR: bad key")
-        );
     }
 }

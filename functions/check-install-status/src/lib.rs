@@ -90,8 +90,13 @@ async fn check_at(
         &request.target_tag_value,
     )
     .await?;
-    let evidence =
-        hosts::list_evidence(&state.dynamodb, &state.evidence_table_name, &mapping_id).await?;
+    let evidence = hosts::list_evidence(
+        &state.dynamodb,
+        &state.evidence_table_name,
+        &mapping_id,
+        &request.target_tag_value,
+    )
+    .await?;
     let hosts = hosts::judge(targets, evidence, &export.secret_version_id);
     let counts = outcome::count(&hosts);
     let ending = outcome::decide(counts, now > deadline);

@@ -46,18 +46,23 @@ impl Outcome {
 }
 
 /// Where the install stands: `None` while it is in progress. No targets ends it; then no online
-/// target still pending does (offline ones are deferred to the association); then the deadline.
+/// target still pending does (offline ones are deferred to the association); then the deadline,
+/// where a host that failed is the better answer than the ones still pending: past `MaxErrors`
+/// the association run reaches no further host, so they wait for its next run.
 pub fn decide(counts: HostCounts, past_deadline: bool) -> Option<Outcome> {
+    let failed_or = |otherwise| {
+        if counts.failed == 0 {
+            otherwise
+        } else {
+            Outcome::Failed
+        }
+    };
     if counts.total == 0 {
         Some(Outcome::NoTargets)
     } else if counts.pending == 0 {
-        Some(if counts.failed == 0 {
-            Outcome::Success
-        } else {
-            Outcome::Failed
-        })
+        Some(failed_or(Outcome::Success))
     } else if past_deadline {
-        Some(Outcome::InstallTimedOut)
+        Some(failed_or(Outcome::InstallTimedOut))
     } else {
         None
     }

@@ -2,7 +2,6 @@
 
 use super::*;
 use crate::event::MAX_RESULTS;
-use crate::hosts::REDACTED;
 use crate::outcome::{MAX_FAILURES, TRUNCATED};
 use aws_sdk_dynamodb::Client as Dynamo;
 use aws_sdk_dynamodb::operation::query::QueryOutput;
@@ -20,6 +19,7 @@ use aws_sdk_ssm::types::{InstanceInformation, PingStatus};
 use aws_smithy_mocks::{MockResponse, Rule, RuleMode, mock, mock_client};
 use certship_shared::event::DeploymentEvent;
 use certship_shared::evidence::HostEvidence;
+use certship_shared::evidence::REDACTED;
 use certship_shared::host_report::Outcome;
 use certship_shared::lambda::decode;
 use certship_shared::mapping::{self, attr};
@@ -103,6 +103,7 @@ fn evidence(instance: &str, outcome: Outcome, version: &str) -> HashMap<String, 
     HostEvidence {
         mapping_id: mapping_id(),
         instance_id: instance.into(),
+        tag_value: Some("dev".into()),
         association_id: Some(ASSOCIATION.into()),
         run_id: Some("2026-03-01T11-59-40.000Z".into()),
         outcome,
@@ -691,6 +692,58 @@ async fn online_hosts_pending_past_the_deadline_are_install_timed_out() {
         "older evidence is no report"
     );
     assert_eq!(detail["Results"][3]["Status"], "Deferred");
+}
+
+#[tokio::test]
+async fn evidence_written_under_another_tag_value_does_not_count() {
+    // given a dev host whose evidence item was written by a prod host under prod/<this mapping>
+    // (its IAM lets it write under prod/ only, but it names the mapping and instance)
+    let list = nodes(vec![online("i-0aaa")]);
+    let mut forged = converged("i-0aaa");
+    forged.insert(
+        certship_shared::evidence::attr::TAG_VALUE.into(),
+        AttributeValue::S("prod".into()),
+    );
+    let found = evidence_items(vec![forged]);
+    let sinks = Sinks::new();
+
+    // when
+    let result = check_at(
+        &sinks.state(ssm_client(&[&list]), &[&found]),
+        input(None),
+        at(NOW),
+    )
+    .await
+    .unwrap();
+
+    // then the host has not reported for this mapping
+    assert_eq!(result.status, InstallStatus::InProgress);
+    assert_eq!((result.hosts.succeeded, result.hosts.pending), (0, 1));
+}
+
+#[tokio::test]
+async fn a_failure_with_hosts_still_pending_at_the_deadline_is_install_failed_naming_it() {
+    // given one host that rolled back and one the association run never reached (MaxErrors
+    // stopped it), one second after the deadline
+    let list = nodes(vec![online("i-0aaa"), online("i-0bbb")]);
+    let found = evidence_items(vec![evidence("i-0aaa", Outcome::RolledBack, VERSION)]);
+    let sinks = Sinks::new();
+
+    // when
+    let result = check_at(
+        &sinks.state(ssm_client(&[&list]), &[&found]),
+        input(Some(40)),
+        at("2026-03-01T12:10:01Z"),
+    )
+    .await
+    .unwrap();
+
+    // then the failure, not the timeout, is the answer
+    assert_eq!(result.status, InstallStatus::Failed);
+    assert_eq!((result.hosts.failed, result.hosts.pending), (1, 1));
+    assert_eq!(result.failures.len(), 1);
+    assert_eq!(result.failures[0].instance_id, "i-0aaa");
+    assert_eq!(s(&sinks.last_deployment(), "Status"), "Failed");
 }
 
 #[tokio::test]

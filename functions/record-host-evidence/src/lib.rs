@@ -16,6 +16,7 @@ use certship_shared::CertshipError;
 use certship_shared::evidence::{HostEvidence, OutputKey, attr};
 use certship_shared::host_report::{HostReport, Outcome};
 use serde::Serialize;
+use std::time::{Duration, UNIX_EPOCH};
 
 mod settings;
 pub use settings::Settings;
@@ -25,6 +26,11 @@ pub use settings::Settings;
 pub const TAIL_BYTES: u64 = 64 * 1024;
 /// The error recorded for a run whose stdout holds no report line.
 pub const NO_REPORT: &str = "the run printed no report line";
+/// How far a run's start (its id, the host's clock) may lie after its output's upload (the
+/// event's time, S3's clock). A run cannot start after its output is written; a key that says so
+/// (a host clock far ahead, or a key not written by the agent) would hold the host's evidence
+/// against every real run until then, since writes are conditional on being newer.
+pub const CLOCK_SKEW: Duration = Duration::from_secs(300);
 
 /// What the handler needs, built once per cold start.
 pub struct AppState {
@@ -115,6 +121,15 @@ async fn record_one(state: &AppState, record: &S3EventRecord) -> Result<Recorded
         tracing::info!(key = %key, "a run's stderr; skipped");
         return Ok(Recorded::Skipped);
     }
+    if let Some(ahead) = started_after_upload(&output, record) {
+        tracing::warn!(
+            key = %key,
+            ahead_seconds = ahead.as_secs(),
+            "the run id is later than the object's upload (a host clock ahead, or a key the \
+             agent did not write); skipped"
+        );
+        return Ok(Recorded::Skipped);
+    }
 
     let Some(stdout) = read_tail(state, bucket, &key).await? else {
         tracing::warn!(bucket, key = %key, "the output object is gone; skipped");
@@ -155,6 +170,15 @@ async fn record_one(state: &AppState, record: &S3EventRecord) -> Result<Recorded
     } else {
         Recorded::Stale
     })
+}
+
+/// How far the run's start lies after its output's upload, beyond [`CLOCK_SKEW`]; `None` when it
+/// does not (or either time is unreadable, which the conditional write then orders).
+fn started_after_upload(output: &OutputKey, record: &S3EventRecord) -> Option<Duration> {
+    let started = certship_shared::time::parse_rfc3339(&output.observed_at())?;
+    let uploaded = UNIX_EPOCH
+        + Duration::from_millis(u64::try_from(record.event_time.timestamp_millis()).ok()?);
+    started.duration_since(uploaded + CLOCK_SKEW).ok()
 }
 
 /// An S3 event's object key as stored: the event URL-encodes it as a form value (`+` for a

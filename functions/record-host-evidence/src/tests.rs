@@ -49,16 +49,22 @@ fn fixture() -> S3Event {
     serde_json::from_str(include_str!("../../../events/s3-association-output.json")).unwrap()
 }
 
-/// S3 answering every GetObject with `stdout`, recording the requests.
+/// S3 answering every GetObject with `stdout`, or its last N bytes for a `bytes=-N` range as S3
+/// does, recording the requests.
 fn s3_serving(stdout: &'static str, seen: Arc<Mutex<Vec<GetObjectInput>>>) -> Rule {
     mock!(S3::get_object)
         .match_requests(move |req| {
             seen.lock().unwrap().push(req.clone());
             true
         })
-        .then_output(move || {
+        .then_compute_output(move |req| {
+            let bytes = stdout.as_bytes();
+            let served = match req.range().and_then(|r| r.strip_prefix("bytes=-")) {
+                Some(n) => &bytes[bytes.len().saturating_sub(n.parse().unwrap())..],
+                None => bytes,
+            };
             GetObjectOutput::builder()
-                .body(ByteStream::from_static(stdout.as_bytes()))
+                .body(ByteStream::from_static(served))
                 .build()
         })
 }
@@ -197,6 +203,30 @@ async fn an_older_run_delivered_late_is_left_alone() {
     assert_eq!(put.num_calls(), 1);
 }
 
+#[tokio::test]
+async fn a_run_that_says_it_started_after_its_upload_is_skipped() {
+    // given the fixture's upload at 05:03:09.512Z, a run id 5 min 1 s later, and one within 5 min
+    let later = KEY.replace("2026-11-27T05-03-01.123Z", "2026-11-27T05-08-10.600Z");
+    let skewed = KEY.replace("2026-11-27T05-03-01.123Z", "2026-11-27T05-07-09.000Z");
+    let stdout = leak(report_line());
+    let puts = Arc::default();
+    let get = s3_serving(stdout, Arc::default());
+    let put = putting(false, Arc::clone(&puts));
+
+    let summary = handler(&app(&[&get], &[&put]), event(&[&later, &skewed]))
+        .await
+        .unwrap();
+
+    // then the first is not recorded (it would outrank every real run until 05:08), the second is
+    assert_eq!((summary.skipped, summary.recorded), (1, 1));
+    let puts = puts.lock().unwrap();
+    assert_eq!(puts.len(), 1);
+    assert_eq!(
+        s(puts[0].item().unwrap(), attr::RUN_ID),
+        "2026-11-27T05-07-09.000Z"
+    );
+}
+
 #[test]
 fn event_keys_are_url_decoded_as_form_values() {
     assert_eq!(decode_key("team+a/x").as_deref(), Some("team a/x"));
@@ -282,11 +312,21 @@ async fn a_run_without_a_report_line_is_recorded_as_failed_for_no_version() {
 async fn a_report_cut_by_the_tail_read_is_still_found_and_content_is_never_logged() {
     // given 100 KiB of progress lines with a multi-byte character across the 64 KiB cut, a line
     // that must never be logged, and the report last
-    let noise = "é".repeat(50 * 1024);
-    let stdout = leak(format!(
-        "{noise}\nsecret-looking line Vq3LmZ8kR2pT6wXy\n{}\n",
-        report_line()
-    ));
+    let output = |lead: &str| {
+        format!(
+            "{lead}{}\nsecret-looking line Vq3LmZ8kR2pT6wXy\n{}\n",
+            "é".repeat(50 * 1024),
+            report_line()
+        )
+    };
+    let cut = |s: &str| s.len() - TAIL_BYTES as usize;
+    let aligned = output("");
+    // one more leading byte moves every character boundary across the cut
+    let stdout = leak(if aligned.is_char_boundary(cut(&aligned)) {
+        output("x")
+    } else {
+        aligned
+    });
     let puts = Arc::default();
     let get = s3_serving(stdout, Arc::default());
     let put = putting(false, Arc::clone(&puts));
@@ -296,6 +336,11 @@ async fn a_report_cut_by_the_tail_read_is_still_found_and_content_is_never_logge
 
     let item = puts.lock().unwrap()[0].item().unwrap().clone();
     assert_eq!(s(&item, attr::OUTCOME), "installed");
+    // the tail read starts inside a two-byte character, which the lossy decode replaces
+    assert!(
+        !stdout.is_char_boundary(cut(stdout)),
+        "the cut falls inside a character"
+    );
     certship_testkit::assert_no_secret("the logs", &logs.text(), &["Vq3LmZ8kR2pT6wXy"]);
     assert!(logs.text().contains("recorded a run's evidence"));
 }

@@ -21,6 +21,9 @@ pub mod attr {
     pub const MAPPING_ID: &str = "MappingId";
     /// Sort key: the managed node (`i-…` or `mi-…`).
     pub const INSTANCE_ID: &str = "InstanceId";
+    /// The tag value of the output key the run was written under: the only part of the key the
+    /// host's IAM policy pins (`s3:PutObject` on `${aws:PrincipalTag/K}/*`).
+    pub const TAG_VALUE: &str = "TagValue";
     pub const ASSOCIATION_ID: &str = "AssociationId";
     pub const RUN_ID: &str = "RunId";
     pub const OUTCOME: &str = "Outcome";
@@ -125,6 +128,8 @@ fn run_started_at(run_id: &str) -> Option<String> {
 pub struct HostEvidence {
     pub mapping_id: String,
     pub instance_id: String,
+    /// The tag value its output was written under; see [`HostEvidence::written_under`].
+    pub tag_value: Option<String>,
     pub association_id: Option<String>,
     pub run_id: Option<String>,
     pub outcome: Outcome,
@@ -139,6 +144,37 @@ pub struct HostEvidence {
     pub observed_at: String,
 }
 
+/// Replaces a line of host output that looks like secret material.
+pub const REDACTED: &str = "[redacted: secret material]";
+/// Lines carrying these never leave the host's output: a broken script must not leak the bundle.
+const SECRET_MARKERS: [&str; 4] = [
+    "PRIVATE KEY-----",
+    "\"passphrase\"",
+    "encrypted_private_key",
+    "SecretString",
+];
+
+/// Host output with every private key block, and every line that looks like the secret's JSON,
+/// replaced: whatever a broken script printed, it never reaches the state, the event or a log.
+pub fn redact(output: &str) -> String {
+    let mut lines = Vec::new();
+    let mut in_key = false;
+    for line in output.lines() {
+        let key_marker = line.contains("PRIVATE KEY-----");
+        if in_key {
+            in_key = !(key_marker && line.contains("-----END"));
+        } else if key_marker && line.contains("-----BEGIN") && !line.contains("-----END") {
+            in_key = true;
+            lines.push(REDACTED);
+        } else if SECRET_MARKERS.iter().any(|m| line.contains(m)) {
+            lines.push(REDACTED);
+        } else {
+            lines.push(line);
+        }
+    }
+    lines.join("\n")
+}
+
 impl HostEvidence {
     /// The evidence one run's report gives, placed by its output key.
     pub fn from_report(key: &OutputKey, report: &HostReport) -> Self {
@@ -146,6 +182,7 @@ impl HostEvidence {
         Self {
             mapping_id: key.mapping_id.clone(),
             instance_id: key.instance_id.clone(),
+            tag_value: Some(key.tag_value.clone()),
             association_id: Some(key.association_id.clone()),
             run_id: Some(key.run_id.clone()),
             outcome: report.outcome(),
@@ -153,11 +190,20 @@ impl HostEvidence {
             serial: non_empty(&report.serial),
             secret_version_id: non_empty(&report.secret_version_id),
             not_after: non_empty(&report.not_after),
-            error: non_empty(&report.error).map(|e| e.chars().take(MAX_ERROR_CHARS).collect()),
+            error: non_empty(&report.error)
+                .map(|e| redact(&e).chars().take(MAX_ERROR_CHARS).collect()),
             sha256: report.sha256.clone(),
             reloaded: report.reloaded.unwrap_or(false),
             observed_at: key.observed_at(),
         }
+    }
+
+    /// Whether the run was written under the mapping's own target tag value. A host may write
+    /// output only under its own tag's prefix, but the rest of the key (mapping and instance) is
+    /// its to choose: evidence written under another tag value is another target's host
+    /// speaking for this mapping, and readers ignore it.
+    pub fn written_under(&self, tag_value: &str) -> bool {
+        self.tag_value.as_deref() == Some(tag_value)
     }
 
     /// The host holds `secret_version_id` (its last run installed, repaired or confirmed it).
@@ -185,6 +231,7 @@ impl HostEvidence {
         item.insert(attr::RELOADED.into(), AttributeValue::Bool(self.reloaded));
         item.insert(attr::OBSERVED_AT.into(), s(&self.observed_at));
         let optional = [
+            (attr::TAG_VALUE, &self.tag_value),
             (attr::ASSOCIATION_ID, &self.association_id),
             (attr::RUN_ID, &self.run_id),
             (attr::REASON, &self.reason),
@@ -232,6 +279,7 @@ impl HostEvidence {
             mapping_id: required(attr::MAPPING_ID)?,
             instance_id: required(attr::INSTANCE_ID)?,
             association_id: get_s(item, attr::ASSOCIATION_ID),
+            tag_value: get_s(item, attr::TAG_VALUE),
             run_id: get_s(item, attr::RUN_ID),
             outcome: Outcome::parse(&required(attr::OUTCOME)?),
             reason: get_s(item, attr::REASON),
@@ -329,6 +377,56 @@ mod tests {
             HostEvidence::from_item(&evidence.to_item()).unwrap(),
             evidence
         );
+    }
+
+    #[test]
+    fn evidence_remembers_the_tag_value_it_was_written_under() {
+        let report =
+            HostReport::from_output(r#"{"cert_name":"web","status":"unchanged"}"#).unwrap();
+        let evidence = HostEvidence::from_report(&OutputKey::parse(KEY).unwrap(), &report);
+        assert!(evidence.written_under("dev"));
+        assert!(!evidence.written_under("prod") && !evidence.written_under("de"));
+        let read = HostEvidence::from_item(&evidence.to_item()).unwrap();
+        assert_eq!(read.tag_value.as_deref(), Some("dev"));
+        let mut unmarked = evidence.clone();
+        unmarked.tag_value = None;
+        assert!(
+            !unmarked.written_under("dev"),
+            "an item without one is no one's"
+        );
+    }
+
+    #[test]
+    fn key_blocks_and_secret_json_lines_are_redacted() {
+        let output = "ok\n-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n\
+                      {\"passphrase\":\"x\"}\nERROR: bad key";
+        assert_eq!(
+            redact(output),
+            format!("ok\n{REDACTED}\n{REDACTED}\nERROR: bad key")
+        );
+    }
+
+    #[test]
+    fn secret_material_in_a_hosts_error_is_redacted_before_it_is_stored() {
+        let report = HostReport {
+            status: Some("failed".into()),
+            error: Some(
+                "decrypting\n-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIFHDBOBgkqhkiG9w0BBQ0w\n\
+                 -----END ENCRYPTED PRIVATE KEY-----\n{\"passphrase\": \"hunter2hunter2\"}\n\
+                 the key does not match"
+                    .into(),
+            ),
+            ..HostReport::default()
+        };
+        let evidence = HostEvidence::from_report(&OutputKey::parse(KEY).unwrap(), &report);
+        let error = evidence.error.unwrap();
+        assert_eq!(
+            error,
+            format!("decrypting\n{REDACTED}\n{REDACTED}\nthe key does not match")
+        );
+        for secret in ["MIIFHDBOBgkqhkiG9w0BBQ0w", "hunter2hunter2"] {
+            assert!(!error.contains(secret), "{error}");
+        }
     }
 
     #[test]
