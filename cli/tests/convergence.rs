@@ -285,15 +285,9 @@ async fn a_renewal_updates_the_association_to_version_2_with_the_same_settings()
     )
     .await
     .unwrap();
-    let executions = cloud
-        .sfn()
-        .list_executions()
-        .state_machine_arn(&cloud.state_machine_arn)
-        .send()
+    let earlier: Vec<String> = cloud
+        .execution_list()
         .await
-        .unwrap();
-    let earlier: Vec<String> = executions
-        .executions()
         .iter()
         .map(|e| e.execution_arn().to_string())
         .collect();

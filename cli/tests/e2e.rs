@@ -376,15 +376,8 @@ async fn a_renewal_event_delivered_twice_starts_one_execution_per_mapping() {
         .unwrap();
     let second = cloud.invoke(Function::RenewalTrigger, event).await.unwrap();
 
-    let executions = cloud
-        .sfn()
-        .list_executions()
-        .state_machine_arn(&cloud.state_machine_arn)
-        .send()
-        .await
-        .unwrap();
+    let executions = cloud.execution_list().await;
     let renewals: Vec<_> = executions
-        .executions()
         .iter()
         .filter(|e| e.name().starts_with("renewal-"))
         .collect();

@@ -165,7 +165,8 @@ impl Cloud {
             .status
     }
 
-    pub async fn executions(&self) -> usize {
+    /// The state machine's executions, newest first.
+    pub async fn execution_list(&self) -> Vec<aws_sdk_sfn::types::ExecutionListItem> {
         self.sfn()
             .list_executions()
             .state_machine_arn(&self.state_machine_arn)
@@ -173,7 +174,10 @@ impl Cloud {
             .await
             .unwrap()
             .executions
-            .len()
+    }
+
+    pub async fn executions(&self) -> usize {
+        self.execution_list().await.len()
     }
 
     pub async fn history(&self, execution: &str) -> Vec<HistoryEvent> {

@@ -281,6 +281,17 @@ fn invalid(code: &'static str, message: impl Into<String>) -> SsmError {
     SsmError::new(code, message)
 }
 
+/// The input of a List/Describe call about one association: the request and the id it names.
+fn one_association(input: Value) -> Result<(ListRequest, String), SsmError> {
+    let request: ListRequest =
+        serde_json::from_value(input).map_err(|e| invalid("ValidationException", e.to_string()))?;
+    let id = request
+        .association_id
+        .clone()
+        .ok_or_else(|| invalid("ValidationException", "AssociationId is required"))?;
+    Ok((request, id))
+}
+
 fn matches_pattern(value: &str, pattern: &str) -> bool {
     regex::Regex::new(pattern).is_ok_and(|r| r.is_match(value))
 }
@@ -595,12 +606,7 @@ impl StateManager {
     }
 
     pub(super) fn list_association_versions(&self, input: Value) -> Result<Value, SsmError> {
-        let request: ListRequest = serde_json::from_value(input)
-            .map_err(|e| invalid("ValidationException", e.to_string()))?;
-        let id = request
-            .association_id
-            .clone()
-            .ok_or_else(|| invalid("ValidationException", "AssociationId is required"))?;
+        let (request, id) = one_association(input)?;
         let store = self.lock();
         let association = store.get(&id)?;
         let versions: Vec<Value> = association
@@ -654,12 +660,7 @@ impl StateManager {
     }
 
     pub(super) fn describe_association_executions(&self, input: Value) -> Result<Value, SsmError> {
-        let request: ListRequest = serde_json::from_value(input)
-            .map_err(|e| invalid("ValidationException", e.to_string()))?;
-        let id = request
-            .association_id
-            .clone()
-            .ok_or_else(|| invalid("ValidationException", "AssociationId is required"))?;
+        let (request, id) = one_association(input)?;
         let store = self.lock();
         let association = store.get(&id)?;
         let mut rows = Vec::new();
@@ -718,12 +719,7 @@ impl StateManager {
         &self,
         input: Value,
     ) -> Result<Value, SsmError> {
-        let request: ListRequest = serde_json::from_value(input)
-            .map_err(|e| invalid("ValidationException", e.to_string()))?;
-        let id = request
-            .association_id
-            .clone()
-            .ok_or_else(|| invalid("ValidationException", "AssociationId is required"))?;
+        let (request, id) = one_association(input)?;
         let execution_id = request
             .execution_id
             .clone()
