@@ -34,6 +34,10 @@ pub async fn of_mapping(
         let item = item
             .map_err(explain)
             .with_context(|| format!("reading the evidence of mapping {mapping_id}"))?;
+        if certship_shared::waiting::is_waiting_item(&item) {
+            // A deployment's wait for its hosts, not a host's evidence.
+            continue;
+        }
         let host = HostEvidence::from_item(&item).with_context(|| {
             format!("the evidence table {table_name} holds an item certship did not write")
         })?;

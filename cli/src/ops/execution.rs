@@ -187,6 +187,11 @@ pub fn summarize(state: &str, output: &WorkflowState) -> Option<String> {
         }
         CHECK_STATE => {
             let install = output.install.as_ref()?;
+            if let Some(host) = &install.woken_by {
+                return Some(format!(
+                    "{host}'s report was the last one pending: checking again"
+                ));
+            }
             let mut line = format!(
                 "{}: {}",
                 install_status(install.status),
@@ -255,6 +260,7 @@ mod tests {
             requested_at: "2026-01-01T00:00:00Z".into(),
             deadline_at: "2026-01-01T00:10:00Z".into(),
             document_name: "Install-Certificate-Linux".into(),
+            wait_seconds: 605,
         });
         let dispatch = summarize(DISPATCH_STATE, &converging).unwrap();
         assert!(

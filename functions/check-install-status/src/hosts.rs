@@ -5,9 +5,9 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_ssm::types::{InstanceInformationStringFilter, PingStatus};
-use certship_shared::CertshipError;
 use certship_shared::evidence::{HostEvidence, attr, redact};
 use certship_shared::host_report::HostReport;
+use certship_shared::{CertshipError, waiting};
 use std::collections::HashMap;
 
 /// Where one target stands for the dispatched version.
@@ -127,7 +127,8 @@ pub async fn list_targets(
     }
 }
 
-/// The mapping's evidence, all pages, by instance id. An item that does not read is skipped
+/// The mapping's evidence, all pages, by instance id (the partition's waiting item is not a
+/// host's). An item that does not read is skipped
 /// (logged): a hand-edited item must not fail the deployment. So is one written under another
 /// tag value than the target's (`tag_value`): another target's host speaking for this mapping.
 pub async fn list_evidence(
@@ -150,6 +151,9 @@ pub async fn list_evidence(
             .await
             .map_err(|e| CertshipError::from_sdk("Query", e))?;
         for item in page.items() {
+            if waiting::is_waiting_item(item) {
+                continue;
+            }
             match HostEvidence::from_item(item) {
                 Ok(e) if !e.written_under(tag_value) => tracing::warn!(
                     mapping_id = %mapping_id,

@@ -10,8 +10,9 @@ use aws_config::SdkConfig;
 use certship_shared::mapping::LastDeployment;
 use certship_shared::{
     CertshipError, DispatchResult, ExportResult, InstallResult, InstallStatus, WorkflowState,
-    naming, time,
+    naming, time, waiting,
 };
+use serde::Deserialize;
 use std::time::SystemTime;
 
 mod event;
@@ -30,6 +31,7 @@ pub struct AppState {
     pub ssm: aws_sdk_ssm::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub events: aws_sdk_eventbridge::Client,
+    pub sfn: aws_sdk_sfn::Client,
     pub table_name: String,
     pub evidence_table_name: String,
     pub event_bus_name: String,
@@ -47,6 +49,7 @@ impl AppState {
             ssm: aws_sdk_ssm::Client::new(config),
             dynamodb: aws_sdk_dynamodb::Client::new(config),
             events: aws_sdk_eventbridge::Client::new(config),
+            sfn: aws_sdk_sfn::Client::new(config),
             table_name,
             evidence_table_name,
             event_bus_name,
@@ -54,23 +57,48 @@ impl AppState {
     }
 }
 
+/// What the state machine sends. As a `waitForTaskToken` Task it sends the Task's token with the
+/// state (`{"TaskToken": …, "State": …}`): the check then completes the Task itself when the
+/// deployment has ended, and otherwise arms the wait ([`certship_shared::waiting`]) that the last
+/// host's report completes. A bare state is a poll, answered by the return value: an execution
+/// started before the wake existed, or the seed's fixed-interval loop that `make bench` runs
+/// beside.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum CheckRequest {
+    Waiting {
+        #[serde(rename = "TaskToken")]
+        task_token: String,
+        #[serde(rename = "State")]
+        state: Box<WorkflowState>,
+    },
+    Polled(Box<WorkflowState>),
+}
+
 /// Checks the deployment's hosts once; see [`InstallResult`] for what the state machine gets
 /// back. `NoTargets` and `InstallTimedOut` are errors, recorded and announced like any other
 /// ending.
 pub async fn handler(
     state: &AppState,
-    input: WorkflowState,
+    request: CheckRequest,
 ) -> Result<InstallResult, CertshipError> {
-    check_at(state, input, SystemTime::now()).await
+    match request {
+        CheckRequest::Waiting {
+            task_token,
+            state: input,
+        } => check_at(state, &input, SystemTime::now(), Some(&task_token)).await,
+        CheckRequest::Polled(input) => check_at(state, &input, SystemTime::now(), None).await,
+    }
 }
 
 /// [`handler`] at a given instant, so tests control the clock.
 async fn check_at(
     state: &AppState,
-    input: WorkflowState,
+    input: &WorkflowState,
     now: SystemTime,
+    task_token: Option<&str>,
 ) -> Result<InstallResult, CertshipError> {
-    let (dispatch, association_id, export, deadline) = dispatched(&input)?;
+    let (dispatch, association_id, export, deadline) = dispatched(input)?;
     let poll = input
         .install
         .as_ref()
@@ -83,6 +111,7 @@ async fn check_at(
         &request.target_tag_key,
         &request.target_tag_value,
     );
+    let version = &export.secret_version_id;
 
     let targets = hosts::list_targets(
         &state.ssm,
@@ -90,16 +119,50 @@ async fn check_at(
         &request.target_tag_value,
     )
     .await?;
-    let evidence = hosts::list_evidence(
-        &state.dynamodb,
-        &state.evidence_table_name,
-        &mapping_id,
-        &request.target_tag_value,
-    )
-    .await?;
-    let hosts = hosts::judge(targets, evidence, &export.secret_version_id);
-    let counts = outcome::count(&hosts);
-    let ending = outcome::decide(counts, now > deadline);
+    let read = || {
+        hosts::list_evidence(
+            &state.dynamodb,
+            &state.evidence_table_name,
+            &mapping_id,
+            &request.target_tag_value,
+        )
+    };
+    let mut hosts = hosts::judge(targets.clone(), read().await?, version);
+    let mut counts = outcome::count(&hosts);
+    let mut ending = outcome::decide(counts, now > deadline);
+    if let (None, Some(token)) = (ending, task_token) {
+        let wait = waiting::Wait {
+            mapping_id: &mapping_id,
+            task_token: token,
+            secret_version_id: version,
+            pending: hosts
+                .iter()
+                .filter(|h| h.state == HostState::Pending)
+                .map(|h| h.instance_id.clone())
+                .collect(),
+            armed_at: time::rfc3339(now),
+            execution_arn: input.execution.as_ref().map(|e| e.id.as_str()),
+        };
+        waiting::arm(&state.dynamodb, &state.evidence_table_name, &wait).await?;
+        // A host whose report was recorded between the first read and the arming found no wait
+        // to take itself out of: read once more, so that no report is lost.
+        hosts = hosts::judge(targets, read().await?, version);
+        counts = outcome::count(&hosts);
+        ending = outcome::decide(counts, now > deadline);
+        // Ended after all: take the wait back, unless a report already claimed it (its wake
+        // makes the state machine check again, which finds the same ending).
+        if ending.is_some()
+            && !waiting::claim(
+                &state.dynamodb,
+                &state.evidence_table_name,
+                &mapping_id,
+                token,
+            )
+            .await?
+        {
+            ending = None;
+        }
+    }
     tracing::info!(
         association_id = %association_id,
         association_version = dispatch.association_version.as_deref().unwrap_or(""),
@@ -111,6 +174,7 @@ async fn check_at(
         failed = counts.failed,
         pending = counts.pending,
         deferred = counts.deferred,
+        waiting = ending.is_none() && task_token.is_some(),
         "checked the deployment's hosts"
     );
     let failures = outcome::failures(&hosts);
@@ -125,6 +189,7 @@ async fn check_at(
             poll,
             hosts: counts,
             failures,
+            woken_by: None,
         });
     };
 
@@ -152,9 +217,9 @@ async fn check_at(
         failed: counts.failed,
         finished_at: time::rfc3339(now),
     };
-    record::record_last_deployment(&state.dynamodb, &state.table_name, &input, last).await?;
+    record::record_last_deployment(&state.dynamodb, &state.table_name, input, last).await?;
     let event = event::deployment_event(
-        &input,
+        input,
         export,
         dispatch,
         ending.status(),
@@ -164,7 +229,7 @@ async fn check_at(
     );
     event::publish(&state.events, &state.event_bus_name, &event).await?;
 
-    outcome::ended(
+    let result = outcome::ended(
         ending,
         poll,
         counts,
@@ -172,7 +237,19 @@ async fn check_at(
         request,
         association_id,
         &dispatch.deadline_at,
-    )
+    )?;
+    if let Some(token) = task_token {
+        let output = serde_json::to_string(&result).map_err(|e| {
+            CertshipError::Service(format!("could not encode the install result: {e}"))
+        })?;
+        if !waiting::complete(&state.sfn, token, &output).await? {
+            tracing::warn!(
+                mapping_id = %mapping_id,
+                "the Task no longer waits for this check's token; the state machine checks again"
+            );
+        }
+    }
+    Ok(result)
 }
 
 /// The association dispatch-install set, the export whose version the hosts must hold, and the

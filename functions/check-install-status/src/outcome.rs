@@ -150,6 +150,7 @@ pub fn ended(
             poll,
             hosts: counts,
             failures,
+            woken_by: None,
         }),
         Outcome::NoTargets => Err(CertshipError::NoTargets(format!(
             "no managed node has the tag {}={}; tag the EC2 instances or on-premises managed \

@@ -58,6 +58,7 @@ fn input(previous: Option<u32>) -> WorkflowState {
         serde_json::from_str(include_str!("../../../events/check-install-status.json")).unwrap();
     let mut state: WorkflowState = decode(fixture).unwrap();
     state.install = previous.map(|poll| InstallResult {
+        woken_by: None,
         status: InstallStatus::InProgress,
         wait_seconds: 2,
         poll,
@@ -65,6 +66,15 @@ fn input(previous: Option<u32>) -> WorkflowState {
         failures: vec![],
     });
     state
+}
+
+/// One poll of the bare state (no Task token), as the seed's loop and older executions ask.
+async fn poll(
+    state: &AppState,
+    input: WorkflowState,
+    now: SystemTime,
+) -> Result<InstallResult, CertshipError> {
+    check_at(state, &input, now, None).await
 }
 
 #[test]
@@ -251,12 +261,26 @@ impl Sinks {
 
     /// The handler's state: `ssm` lists the nodes, `evidence` answers the evidence queries.
     fn state(&self, ssm: Ssm, evidence: &[&Rule]) -> AppState {
-        let mut dynamodb_rules = vec![&self.update];
+        self.waiting_state(ssm, evidence, &[], &[])
+    }
+
+    /// [`state`](Self::state), with `wait` answering the waiting item's writes (tried first)
+    /// and `sfn` the Task completions.
+    fn waiting_state(
+        &self,
+        ssm: Ssm,
+        evidence: &[&Rule],
+        wait: &[&Rule],
+        sfn: &[&Rule],
+    ) -> AppState {
+        let mut dynamodb_rules = wait.to_vec();
+        dynamodb_rules.push(&self.update);
         dynamodb_rules.extend_from_slice(evidence);
         AppState {
             ssm,
             dynamodb: mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, dynamodb_rules),
             events: mock_client!(aws_sdk_eventbridge, RuleMode::MatchAny, [&self.put]),
+            sfn: mock_client!(aws_sdk_sfn, RuleMode::MatchAny, sfn),
             table_name: TABLE.into(),
             evidence_table_name: EVIDENCE_TABLE.into(),
             event_bus_name: BUS.into(),
@@ -340,7 +364,7 @@ async fn every_online_host_converged_is_success_recorded_and_announced() {
     let logs = certship_testkit::logs::capture();
 
     // when
-    let result = check_at(
+    let result = poll(
         &sinks.state(ssm_client(&[&list]), &[&found]),
         input(Some(2)),
         at(NOW),
@@ -411,7 +435,7 @@ async fn a_failure_for_the_dispatched_version_ends_install_failed_naming_the_hos
     let sinks = Sinks::new();
 
     // when
-    let result = check_at(
+    let result = poll(
         &sinks.state(ssm_client(&[&list]), &[&found]),
         input(None),
         at(NOW),
@@ -488,7 +512,7 @@ async fn evidence_of_an_older_version_is_pending_with_a_growing_wait() {
         let sinks = Sinks::new();
 
         // when
-        let result = check_at(
+        let result = poll(
             &sinks.state(ssm_client(&[&list]), &[&found]),
             input(previous),
             at(now),
@@ -549,7 +573,7 @@ async fn every_page_of_nodes_and_of_evidence_is_read() {
     let sinks = Sinks::new();
 
     // when
-    let result = check_at(
+    let result = poll(
         &sinks.state(
             ssm_client(&[&first, &second]),
             &[&evidence_first, &evidence_second],
@@ -592,7 +616,7 @@ async fn no_node_with_the_tag_is_no_targets_recorded_and_announced() {
     let found = evidence_items(vec![converged("i-0gone")]);
     let sinks = Sinks::new();
 
-    let err = check_at(
+    let err = poll(
         &sinks.state(ssm_client(&[&list]), &[&found]),
         input(Some(1)),
         at(NOW),
@@ -628,7 +652,7 @@ async fn only_offline_targets_is_success_with_every_host_deferred() {
     let found = evidence_items(vec![]);
     let sinks = Sinks::new();
 
-    let result = check_at(
+    let result = poll(
         &sinks.state(ssm_client(&[&list]), &[&found]),
         input(None),
         at(NOW),
@@ -656,7 +680,7 @@ async fn online_hosts_pending_past_the_deadline_are_install_timed_out() {
     let sinks = Sinks::new();
 
     // when
-    let err = check_at(
+    let err = poll(
         &sinks.state(ssm_client(&[&list]), &[&found]),
         input(Some(40)),
         at("2026-03-01T12:10:01Z"),
@@ -708,7 +732,7 @@ async fn evidence_written_under_another_tag_value_does_not_count() {
     let sinks = Sinks::new();
 
     // when
-    let result = check_at(
+    let result = poll(
         &sinks.state(ssm_client(&[&list]), &[&found]),
         input(None),
         at(NOW),
@@ -730,7 +754,7 @@ async fn a_failure_with_hosts_still_pending_at_the_deadline_is_install_failed_na
     let sinks = Sinks::new();
 
     // when
-    let result = check_at(
+    let result = poll(
         &sinks.state(ssm_client(&[&list]), &[&found]),
         input(Some(40)),
         at("2026-03-01T12:10:01Z"),
@@ -756,7 +780,7 @@ async fn a_throttled_listing_is_retried_by_the_sdk_and_succeeds() {
     let found = evidence_items(vec![converged("i-0aaa")]);
     let sinks = Sinks::new();
 
-    let result = check_at(
+    let result = poll(
         &sinks.state(ssm_client(&[&list]), &[&found]),
         input(None),
         at(NOW),
@@ -778,7 +802,7 @@ async fn throttling_that_outlasts_the_retries_is_throttled() {
         .build();
     let sinks = Sinks::new();
 
-    let err = check_at(
+    let err = poll(
         &sinks.state(ssm_client(&[&list]), &[]),
         input(None),
         at(NOW),
@@ -803,7 +827,7 @@ async fn a_mapping_deleted_meanwhile_is_tolerated() {
     let sinks = Sinks::mapping_deleted();
     let logs = certship_testkit::logs::capture();
 
-    let result = check_at(
+    let result = poll(
         &sinks.state(ssm_client(&[&list]), &[&found]),
         input(None),
         at(NOW),
@@ -829,7 +853,7 @@ async fn an_event_eventbridge_refuses_is_an_error_naming_its_code() {
         let list = nodes(vec![online("i-0aaa")]);
         let found = evidence_items(vec![converged("i-0aaa")]);
         let sinks = Sinks::refusing_events(code);
-        let err = check_at(
+        let err = poll(
             &sinks.state(ssm_client(&[&list]), &[&found]),
             input(None),
             at(NOW),
@@ -875,7 +899,7 @@ async fn an_input_without_an_association_export_or_a_valid_deadline_is_invalid()
         let mut bad = input(None);
         break_it(&mut bad);
 
-        let err = check_at(&sinks.state(ssm_client(&[&list]), &[]), bad, at(NOW))
+        let err = poll(&sinks.state(ssm_client(&[&list]), &[]), bad, at(NOW))
             .await
             .unwrap_err();
 
@@ -907,7 +931,7 @@ async fn secret_material_in_a_hosts_error_never_reaches_the_state_the_event_or_t
     let logs = certship_testkit::logs::capture();
 
     // when
-    let result = check_at(
+    let result = poll(
         &sinks.state(ssm_client(&[&list]), &[&found]),
         input(None),
         at(NOW),
@@ -946,7 +970,7 @@ async fn a_long_error_keeps_its_tail() {
     let found = evidence_items(vec![item]);
     let sinks = Sinks::new();
 
-    let result = check_at(
+    let result = poll(
         &sinks.state(ssm_client(&[&list]), &[&found]),
         input(None),
         at(NOW),
@@ -974,7 +998,7 @@ async fn failures_and_results_are_capped_but_counts_stay_exact() {
     );
     let sinks = Sinks::new();
 
-    let result = check_at(
+    let result = poll(
         &sinks.state(ssm_client(&[&list]), &[&found]),
         input(None),
         at(NOW),
@@ -988,4 +1012,254 @@ async fn failures_and_results_are_capped_but_counts_stay_exact() {
     assert_eq!(detail["Results"].as_array().unwrap().len(), MAX_RESULTS);
     assert_eq!(detail["Failures"].as_array().unwrap().len(), MAX_FAILURES);
     assert_eq!(detail["Hosts"]["Failed"], 120);
+}
+
+// ---- the wait for the hosts' reports (`waitForTaskToken`) ----
+
+const TOKEN: &str = "token-1";
+
+/// The request as the state machine's waitForTaskToken Task sends it.
+fn waiting(previous: Option<u32>) -> CheckRequest {
+    let payload =
+        json!({"TaskToken": TOKEN, "State": serde_json::to_value(input(previous)).unwrap()});
+    serde_json::from_value(payload).unwrap()
+}
+
+/// The evidence queries, answering the n-th with `pages[n]` (the last one after that).
+fn evidence_reads(pages: Vec<Vec<HashMap<String, AttributeValue>>>) -> Rule {
+    let served = Arc::new(Mutex::new(0usize));
+    mock!(Dynamo::query)
+        .match_requests(|req| req.table_name() == Some(EVIDENCE_TABLE))
+        .then_compute_output(move |_| {
+            let mut n = served.lock().unwrap();
+            let page = pages[(*n).min(pages.len() - 1)].clone();
+            *n += 1;
+            QueryOutput::builder().set_items(Some(page)).build()
+        })
+}
+
+/// The waiting item's writes: arming (PutItem) and claiming (UpdateItem), recorded; the claim
+/// succeeds unless `claimed_by_a_report`.
+struct Wait {
+    arm: Rule,
+    claim: Rule,
+    armed: Arc<Mutex<Vec<aws_sdk_dynamodb::operation::put_item::PutItemInput>>>,
+}
+
+impl Wait {
+    fn new(claimed_by_a_report: bool) -> Self {
+        use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
+        let armed = Arc::new(Mutex::new(Vec::new()));
+        let arm = mock!(Dynamo::put_item)
+            .match_requests({
+                let armed = armed.clone();
+                move |req| {
+                    armed.lock().unwrap().push(req.clone());
+                    req.table_name() == Some(EVIDENCE_TABLE)
+                }
+            })
+            .then_output(|| PutItemOutput::builder().build());
+        let claim = mock!(Dynamo::update_item)
+            .match_requests(|req| {
+                req.table_name() == Some(EVIDENCE_TABLE)
+                    && req.update_expression() == Some("REMOVE #token")
+                    && req.expression_attribute_values().unwrap()[":token"]
+                        .as_s()
+                        .unwrap()
+                        == TOKEN
+            })
+            .then_compute_response(move |_| {
+                if claimed_by_a_report {
+                    MockResponse::Error(UpdateItemError::ConditionalCheckFailedException(
+                        ConditionalCheckFailedException::builder()
+                            .message("The conditional request failed")
+                            .build(),
+                    ))
+                } else {
+                    MockResponse::Output(UpdateItemOutput::builder().build())
+                }
+            });
+        Self { arm, claim, armed }
+    }
+}
+
+/// Step Functions accepting the Task's completion, recording (token, output).
+fn completions(sent: Arc<Mutex<Vec<(String, String)>>>) -> Rule {
+    use aws_sdk_sfn::operation::send_task_success::SendTaskSuccessOutput;
+    mock!(aws_sdk_sfn::Client::send_task_success)
+        .match_requests(move |req| {
+            sent.lock().unwrap().push((
+                req.task_token().unwrap_or_default().to_string(),
+                req.output().unwrap_or_default().to_string(),
+            ));
+            true
+        })
+        .then_output(|| SendTaskSuccessOutput::builder().build())
+}
+
+async fn check_waiting(
+    state: &AppState,
+    request: CheckRequest,
+) -> Result<InstallResult, CertshipError> {
+    let CheckRequest::Waiting {
+        task_token,
+        state: input,
+    } = request
+    else {
+        panic!("not the waiting form: {request:?}");
+    };
+    check_at(state, &input, at(NOW), Some(&task_token)).await
+}
+
+#[test]
+fn the_task_s_payload_and_a_bare_state_both_read() {
+    // the ASL's Parameters: {"TaskToken.$": "$$.Task.Token", "State.$": "$"}
+    let CheckRequest::Waiting { task_token, state } = waiting(Some(1)) else {
+        panic!("the Task's payload did not read as a wait");
+    };
+    assert_eq!(
+        (task_token.as_str(), state.install.unwrap().poll),
+        (TOKEN, 1)
+    );
+    // an execution that started before the wake: the state alone, as before
+    let bare: CheckRequest =
+        serde_json::from_value(serde_json::to_value(input(None)).unwrap()).unwrap();
+    assert!(matches!(bare, CheckRequest::Polled(state) if state.request.cert_name == "web"));
+}
+
+#[tokio::test]
+async fn pending_hosts_arm_the_wait_and_nothing_ends() {
+    // given one converged and one pending online host
+    let list = nodes(vec![online("i-0aaa"), online("i-0bbb")]);
+    let reads = evidence_reads(vec![vec![converged("i-0aaa")]]);
+    let sinks = Sinks::new();
+    let wait = Wait::new(false);
+    let sent = Arc::default();
+    let success = completions(Arc::clone(&sent));
+    let state = sinks.waiting_state(
+        ssm_client(&[&list]),
+        &[&reads],
+        &[&wait.arm, &wait.claim],
+        &[&success],
+    );
+
+    // when the waiting Task's check runs
+    let result = check_waiting(&state, waiting(None)).await.unwrap();
+
+    // then the wait is armed with the token, the version and exactly the pending host
+    assert_eq!(result.status, InstallStatus::InProgress);
+    let armed = wait.armed.lock().unwrap();
+    assert_eq!(armed.len(), 1);
+    let item = armed[0].item().unwrap();
+    assert_eq!(
+        s(item, certship_shared::evidence::attr::MAPPING_ID),
+        mapping_id()
+    );
+    assert_eq!(
+        s(item, certship_shared::evidence::attr::INSTANCE_ID),
+        waiting::SORT_KEY
+    );
+    assert_eq!(s(item, waiting::attr::TASK_TOKEN), TOKEN);
+    assert_eq!(s(item, waiting::attr::SECRET_VERSION_ID), VERSION);
+    assert_eq!(
+        item[waiting::attr::PENDING].as_ss().unwrap(),
+        &["i-0bbb".to_string()]
+    );
+    // and the evidence was read again after arming, so a report in between is not lost
+    assert_eq!(reads.num_calls(), 2);
+    // and nothing is completed, recorded or announced: the last report wakes the Task
+    assert_eq!(wait.claim.num_calls(), 0);
+    assert!(sent.lock().unwrap().is_empty());
+    assert_eq!(sinks.calls(), (0, 0));
+}
+
+#[tokio::test]
+async fn an_ended_deployment_completes_its_own_task() {
+    // given every host converged before the check
+    let list = nodes(vec![online("i-0aaa")]);
+    let reads = evidence_reads(vec![vec![converged("i-0aaa")]]);
+    let sinks = Sinks::new();
+    let wait = Wait::new(false);
+    let sent = Arc::default();
+    let success = completions(Arc::clone(&sent));
+    let state = sinks.waiting_state(
+        ssm_client(&[&list]),
+        &[&reads],
+        &[&wait.arm, &wait.claim],
+        &[&success],
+    );
+
+    // when the waiting Task's check runs
+    let result = check_waiting(&state, waiting(Some(1))).await.unwrap();
+
+    // then no wait is armed, the ending is recorded and announced, and the Task completed with it
+    assert_eq!(result.status, InstallStatus::Success);
+    assert!(wait.armed.lock().unwrap().is_empty());
+    assert_eq!(sinks.calls(), (1, 1));
+    let sent = sent.lock().unwrap();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0, TOKEN);
+    let output: InstallResult = serde_json::from_str(&sent[0].1).unwrap();
+    assert_eq!(output, result);
+}
+
+#[tokio::test]
+async fn a_report_between_the_read_and_the_arming_is_not_lost() {
+    // given the last host's report lands after the first read but before the wait is armed
+    let list = nodes(vec![online("i-0aaa"), online("i-0bbb")]);
+    let reads = evidence_reads(vec![
+        vec![converged("i-0aaa")],
+        vec![converged("i-0aaa"), converged("i-0bbb")],
+    ]);
+    let sinks = Sinks::new();
+    let wait = Wait::new(false);
+    let sent = Arc::default();
+    let success = completions(Arc::clone(&sent));
+    let state = sinks.waiting_state(
+        ssm_client(&[&list]),
+        &[&reads],
+        &[&wait.arm, &wait.claim],
+        &[&success],
+    );
+
+    // when the check runs
+    let result = check_waiting(&state, waiting(None)).await.unwrap();
+
+    // then the second read sees it: the check takes its wait back and ends the deployment
+    assert_eq!(result.status, InstallStatus::Success);
+    assert_eq!(
+        (wait.armed.lock().unwrap().len(), wait.claim.num_calls()),
+        (1, 1)
+    );
+    assert_eq!(sinks.calls(), (1, 1));
+    assert_eq!(sent.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_wait_a_report_already_claimed_is_left_to_its_wake() {
+    // given the last report landed after the arming and claimed the wake itself
+    let list = nodes(vec![online("i-0aaa"), online("i-0bbb")]);
+    let reads = evidence_reads(vec![
+        vec![converged("i-0aaa")],
+        vec![converged("i-0aaa"), converged("i-0bbb")],
+    ]);
+    let sinks = Sinks::new();
+    let wait = Wait::new(true);
+    let sent = Arc::default();
+    let success = completions(Arc::clone(&sent));
+    let state = sinks.waiting_state(
+        ssm_client(&[&list]),
+        &[&reads],
+        &[&wait.arm, &wait.claim],
+        &[&success],
+    );
+
+    // when the check runs
+    let result = check_waiting(&state, waiting(None)).await.unwrap();
+
+    // then it ends nothing: the report's wake makes the state machine check again, and that
+    // check records and announces the ending once
+    assert_eq!(result.status, InstallStatus::InProgress);
+    assert_eq!(sinks.calls(), (0, 0));
+    assert!(sent.lock().unwrap().is_empty());
 }

@@ -7,7 +7,9 @@
 //! composes them.
 
 use certship_shared::rules::{RequestRules, validate_request};
-use certship_shared::{CertshipError, DispatchResult, WorkflowState, naming, time};
+use certship_shared::{
+    CertshipError, DispatchResult, WAKE_MARGIN_SECONDS, WorkflowState, naming, time,
+};
 use std::time::{Duration, SystemTime};
 
 pub mod association;
@@ -120,6 +122,7 @@ pub async fn handler(
         requested_at: time::rfc3339(now),
         deadline_at: time::rfc3339(now + Duration::from_secs(state.association.deadline_seconds)),
         document_name: state.association.document_name.clone(),
+        wait_seconds: state.association.deadline_seconds + WAKE_MARGIN_SECONDS,
     })
 }
 

@@ -3,6 +3,9 @@
 //! check-install-status and `certship hosts` can tell which hosts hold which version without
 //! asking SSM (whose status APIs never return a run's stdout).
 //!
+//! A report that was the last one a waiting deployment needed completes its check's Task token
+//! (`certship_shared::waiting`), so the deployment ends the moment its last host is recorded.
+//!
 //! Invoked by the output bucket's `ObjectCreated` notifications (asynchronously: an error makes
 //! Lambda retry the whole event, which is safe because every write is conditional on its run
 //! being newer than what is recorded).
@@ -12,9 +15,9 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::operation::get_object::GetObjectError;
-use certship_shared::CertshipError;
 use certship_shared::evidence::{HostEvidence, OutputKey, attr};
 use certship_shared::host_report::{HostReport, Outcome};
+use certship_shared::{CertshipError, InstallResult, waiting};
 use serde::Serialize;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -36,6 +39,7 @@ pub const CLOCK_SKEW: Duration = Duration::from_secs(300);
 pub struct AppState {
     pub s3: aws_sdk_s3::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
+    pub sfn: aws_sdk_sfn::Client,
     /// The evidence table (`EVIDENCE_TABLE_NAME`).
     pub evidence_table_name: String,
 }
@@ -49,6 +53,7 @@ impl AppState {
         Self {
             s3: aws_sdk_s3::Client::new(config),
             dynamodb: aws_sdk_dynamodb::Client::new(config),
+            sfn: aws_sdk_sfn::Client::new(config),
             evidence_table_name,
         }
     }
@@ -65,12 +70,14 @@ pub struct Summary {
     pub skipped: u32,
     /// Runs not newer than the host's recorded evidence (a late or repeated delivery), left alone.
     pub stale: u32,
+    /// Waiting deployments this event's reports completed (their last pending host).
+    pub woke: u32,
 }
 
 /// What became of one record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Recorded {
-    Written,
+    Written { woke: bool },
     Skipped,
     Stale,
 }
@@ -81,7 +88,10 @@ pub async fn handler(state: &AppState, event: S3Event) -> Result<Summary, Certsh
     let mut summary = Summary::default();
     for record in &event.records {
         match record_one(state, record).await? {
-            Recorded::Written => summary.recorded += 1,
+            Recorded::Written { woke } => {
+                summary.recorded += 1;
+                summary.woke += u32::from(woke);
+            }
             Recorded::Skipped => summary.skipped += 1,
             Recorded::Stale => summary.stale += 1,
         }
@@ -90,6 +100,7 @@ pub async fn handler(state: &AppState, event: S3Event) -> Result<Summary, Certsh
         recorded = summary.recorded,
         skipped = summary.skipped,
         stale = summary.stale,
+        woke = summary.woke,
         "recorded host evidence"
     );
     Ok(summary)
@@ -165,11 +176,51 @@ async fn record_one(state: &AppState, record: &S3EventRecord) -> Result<Recorded
             "a newer run is already recorded; this one is left alone"
         }
     );
-    Ok(if written {
-        Recorded::Written
-    } else {
-        Recorded::Stale
-    })
+    if !written {
+        return Ok(Recorded::Stale);
+    }
+    let woke = wake_if_last(state, &evidence).await?;
+    Ok(Recorded::Written { woke })
+}
+
+/// When the deployment of the evidence's version waits for this host and it was the last one
+/// pending, completes the waiting check, so the deployment ends now rather than at its next look
+/// ([`certship_shared::waiting`]). `true` when it woke one.
+async fn wake_if_last(state: &AppState, evidence: &HostEvidence) -> Result<bool, CertshipError> {
+    let Some(version) = evidence.secret_version_id.as_deref() else {
+        return Ok(false);
+    };
+    if !(evidence.holds(version) || evidence.failed(version)) {
+        // Not a decision about the version (a run that printed no report, a paused one): the
+        // deployment still waits for this host.
+        return Ok(false);
+    }
+    let Some(token) = waiting::reported(
+        &state.dynamodb,
+        &state.evidence_table_name,
+        &evidence.mapping_id,
+        &evidence.instance_id,
+        version,
+    )
+    .await?
+    else {
+        return Ok(false);
+    };
+    let output = serde_json::to_string(&InstallResult::woken_by(&evidence.instance_id))
+        .map_err(|e| CertshipError::Service(format!("could not encode the wake: {e}")))?;
+    let woke = waiting::complete(&state.sfn, &token, &output).await?;
+    tracing::info!(
+        mapping_id = %evidence.mapping_id,
+        instance_id = %evidence.instance_id,
+        woke,
+        "{}",
+        if woke {
+            "the last pending host reported: woke the waiting deployment"
+        } else {
+            "the last pending host reported, but the deployment no longer waits for this token"
+        }
+    );
+    Ok(woke)
 }
 
 /// How far the run's start lies after its output's upload, beyond [`CLOCK_SKEW`]; `None` when it

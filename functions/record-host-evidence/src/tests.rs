@@ -3,6 +3,9 @@
 use super::*;
 use aws_sdk_dynamodb::Client as Dynamo;
 use aws_sdk_dynamodb::operation::put_item::{PutItemInput, PutItemOutput};
+use aws_sdk_dynamodb::operation::update_item::{
+    UpdateItemError, UpdateItemInput, UpdateItemOutput,
+};
 use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
 use aws_sdk_s3::Client as S3;
 use aws_sdk_s3::operation::get_object::{GetObjectInput, GetObjectOutput};
@@ -88,10 +91,28 @@ fn putting(refuse: bool, seen: Arc<Mutex<Vec<PutItemInput>>>) -> Rule {
     }
 }
 
+/// No deployment waits for the host: the wait's conditional update fails.
+fn not_waiting() -> Rule {
+    mock!(Dynamo::update_item).then_error(|| {
+        UpdateItemError::ConditionalCheckFailedException(
+            ConditionalCheckFailedException::builder()
+                .message("The conditional request failed")
+                .build(),
+        )
+    })
+}
+
 fn app(s3: &[&Rule], dynamodb: &[&Rule]) -> AppState {
+    let idle = not_waiting();
+    app_waking(s3, dynamodb, &[&idle], &[])
+}
+
+fn app_waking(s3: &[&Rule], dynamodb: &[&Rule], wait: &[&Rule], sfn: &[&Rule]) -> AppState {
+    let dynamodb: Vec<&Rule> = dynamodb.iter().chain(wait).copied().collect();
     AppState {
         s3: mock_client!(aws_sdk_s3, RuleMode::MatchAny, s3),
-        dynamodb: mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, dynamodb, |c| c
+        sfn: mock_client!(aws_sdk_sfn, RuleMode::MatchAny, sfn),
+        dynamodb: mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, &dynamodb, |c| c
             .retry_config(
                 aws_sdk_dynamodb::config::retry::RetryConfig::standard()
                     .with_max_attempts(2)
@@ -129,7 +150,8 @@ async fn a_runs_stdout_becomes_the_hosts_evidence() {
         Summary {
             recorded: 1,
             skipped: 0,
-            stale: 0
+            stale: 0,
+            woke: 0,
         }
     );
     let get = gets.lock().unwrap()[0].clone();
@@ -197,7 +219,8 @@ async fn an_older_run_delivered_late_is_left_alone() {
         Summary {
             recorded: 0,
             skipped: 0,
-            stale: 1
+            stale: 1,
+            woke: 0,
         }
     );
     assert_eq!(put.num_calls(), 1);
@@ -278,7 +301,8 @@ async fn stderr_foreign_keys_and_other_events_are_skipped_without_a_call() {
         Summary {
             recorded: 0,
             skipped: 4,
-            stale: 0
+            stale: 0,
+            woke: 0,
         }
     );
     assert_eq!((get.num_calls(), put.num_calls()), (0, 0));
@@ -388,4 +412,133 @@ async fn a_throttled_write_is_retried_then_throttled() {
 
     assert_eq!(err.name(), "Throttled");
     assert_eq!(put.num_calls(), 2);
+}
+
+/// The wait's two updates: the host taken out of the pending set (answering with the item after
+/// it, `pending` left), then the claim; each request recorded.
+fn waiting_for(pending: &'static [&'static str], seen: Arc<Mutex<Vec<UpdateItemInput>>>) -> Rule {
+    mock!(Dynamo::update_item)
+        .match_requests(move |req| {
+            seen.lock().unwrap().push(req.clone());
+            true
+        })
+        .then_compute_output(move |req| {
+            if req.update_expression() == Some("REMOVE #token") {
+                return UpdateItemOutput::builder().build();
+            }
+            let mut item = HashMap::from([(
+                waiting::attr::TASK_TOKEN.to_string(),
+                AttributeValue::S("token-1".into()),
+            )]);
+            if !pending.is_empty() {
+                item.insert(
+                    waiting::attr::PENDING.to_string(),
+                    AttributeValue::Ss(pending.iter().map(|p| p.to_string()).collect()),
+                );
+            }
+            UpdateItemOutput::builder()
+                .set_attributes(Some(item))
+                .build()
+        })
+}
+
+fn task_success(seen: Arc<Mutex<Vec<(String, String)>>>) -> Rule {
+    use aws_sdk_sfn::operation::send_task_success::SendTaskSuccessOutput;
+    mock!(aws_sdk_sfn::Client::send_task_success)
+        .match_requests(move |req| {
+            seen.lock().unwrap().push((
+                req.task_token().unwrap_or_default().to_string(),
+                req.output().unwrap_or_default().to_string(),
+            ));
+            true
+        })
+        .then_output(|| SendTaskSuccessOutput::builder().build())
+}
+
+#[tokio::test]
+async fn the_last_pending_hosts_report_wakes_the_waiting_deployment() {
+    // given a deployment of VERSION waits for this host alone
+    let stdout = leak(format!("{}\n", report_line()));
+    let (gets, puts, updates, sent) = (
+        Arc::default(),
+        Arc::default(),
+        Arc::default(),
+        Arc::default(),
+    );
+    let get = s3_serving(stdout, gets);
+    let put = putting(false, puts);
+    let wait = waiting_for(&[], Arc::clone(&updates));
+    let success = task_success(Arc::clone(&sent));
+    let state = app_waking(&[&get], &[&put], &[&wait], &[&success]);
+
+    // when its run's output is recorded
+    let summary = handler(&state, fixture()).await.unwrap();
+
+    // then the host left the pending set of the wait for VERSION, and the wake was claimed
+    assert_eq!((summary.recorded, summary.woke), (1, 1));
+    let updates = updates.lock().unwrap();
+    assert_eq!(updates.len(), 2, "{updates:#?}");
+    let taken = &updates[0];
+    assert_eq!(taken.update_expression(), Some("DELETE #pending :hosts"));
+    let values = taken.expression_attribute_values().unwrap();
+    assert_eq!(values[":version"].as_s().unwrap(), VERSION);
+    assert_eq!(values[":host"].as_s().unwrap(), "i-0abc123def4567890");
+    assert_eq!(
+        taken.key().unwrap()[attr::INSTANCE_ID].as_s().unwrap(),
+        waiting::SORT_KEY
+    );
+    let claim = &updates[1];
+    assert_eq!(claim.update_expression(), Some("REMOVE #token"));
+    assert_eq!(
+        claim.expression_attribute_values().unwrap()[":token"]
+            .as_s()
+            .unwrap(),
+        "token-1"
+    );
+
+    // and the waiting Task is completed with InProgress, naming the host, so the state machine
+    // checks again at once
+    let sent = sent.lock().unwrap();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0, "token-1");
+    let output: InstallResult = serde_json::from_str(&sent[0].1).unwrap();
+    assert_eq!(output, InstallResult::woken_by("i-0abc123def4567890"));
+}
+
+#[tokio::test]
+async fn a_report_with_hosts_still_pending_wakes_nothing() {
+    // given the deployment still waits for another host after this one
+    let stdout = leak(format!("{}\n", report_line()));
+    let (updates, sent) = (Arc::default(), Arc::default());
+    let get = s3_serving(stdout, Arc::default());
+    let put = putting(false, Arc::default());
+    let wait = waiting_for(&["i-0other"], Arc::clone(&updates));
+    let success = task_success(Arc::clone(&sent));
+    let state = app_waking(&[&get], &[&put], &[&wait], &[&success]);
+
+    // when this host's run is recorded
+    let summary = handler(&state, fixture()).await.unwrap();
+
+    // then it left the set, nothing was claimed and nothing sent
+    assert_eq!((summary.recorded, summary.woke), (1, 0));
+    assert_eq!(updates.lock().unwrap().len(), 1);
+    assert!(sent.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_stale_run_never_touches_the_wait() {
+    // given a newer run of the host is already recorded
+    let stdout = leak(format!("{}\n", report_line()));
+    let updates = Arc::default();
+    let get = s3_serving(stdout, Arc::default());
+    let put = putting(true, Arc::default());
+    let wait = waiting_for(&[], Arc::clone(&updates));
+    let state = app_waking(&[&get], &[&put], &[&wait], &[]);
+
+    // when the older run's output arrives late
+    let summary = handler(&state, fixture()).await.unwrap();
+
+    // then it counts for nothing: the newer run already did
+    assert_eq!((summary.stale, summary.woke), (1, 0));
+    assert!(updates.lock().unwrap().is_empty());
 }

@@ -21,6 +21,7 @@ pub mod schedule;
 pub mod serial;
 pub mod time;
 pub mod types;
+pub mod waiting;
 
 pub use error::CertshipError;
 pub use event::DeploymentEvent;

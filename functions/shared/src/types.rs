@@ -74,7 +74,15 @@ pub struct DispatchResult {
     /// The SSM document the association runs (beyond DESIGN's list; shown in the console).
     #[serde(default)]
     pub document_name: String,
+    /// How long the check waits for the hosts' reports before it looks again by itself (the
+    /// state machine's `TimeoutSecondsPath`): to the deadline, plus [`WAKE_MARGIN_SECONDS`], so
+    /// that a deployment whose reports never come still ends. 0 in executions that predate it.
+    #[serde(default)]
+    pub wait_seconds: u64,
 }
+
+/// How long past the deadline the safety check runs: the deadline must have passed when it does.
+pub const WAKE_MARGIN_SECONDS: u64 = 5;
 
 /// The three outcomes of an install as the state machine's Choice sees them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,6 +126,25 @@ pub struct InstallResult {
     pub poll: u32,
     pub hosts: HostCounts,
     pub failures: Vec<HostFailure>,
+    /// On a wake (record-host-evidence completing the waiting check): the host whose report was
+    /// the last one pending. The counts are then empty: the next check counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub woken_by: Option<String>,
+}
+
+impl InstallResult {
+    /// What record-host-evidence completes the waiting check with when `instance_id`'s report
+    /// was the last one it waited for: `InProgress`, so that the state machine checks again.
+    pub fn woken_by(instance_id: &str) -> Self {
+        Self {
+            status: InstallStatus::InProgress,
+            wait_seconds: 0,
+            poll: 0,
+            hosts: HostCounts::default(),
+            failures: Vec::new(),
+            woken_by: Some(instance_id.to_string()),
+        }
+    }
 }
 
 /// The whole state as it travels between Tasks. Each Lambda reads what it needs and returns only
@@ -184,6 +211,7 @@ mod tests {
                 deferred: 0,
             },
             failures: vec![],
+            woken_by: None,
         };
         assert_eq!(
             serde_json::to_value(&install).unwrap(),
