@@ -1,6 +1,27 @@
 //! renewal-trigger: when ACM renews a certificate, starts one deployment per mapping of that
-//! certificate. Execution names derive from the event id, so a redelivered event starts nothing
-//! twice and a retry after a partial failure starts only what is missing.
+//! certificate.
+//!
+//! Execution names derive from the event id, so a redelivered event starts nothing twice.
+//! Starts run [`IN_FLIGHT`] at a time, so a certificate with a thousand mappings is done in
+//! seconds, far inside the 30 s timeout. If an invocation still fails or is cut off (Step
+//! Functions throttling past the SDK's retries, a slow service), Lambda delivers the event again
+//! and the new invocation resumes rather than walking the same order into the same wall: it reads
+//! what the mapping items already say about this renewal, at no extra call.
+//!
+//! - A mapping whose `LastDeployment` names this event's execution is not started again: that
+//!   execution ran, so its name is taken (a start could only answer `ExecutionAlreadyExists`).
+//! - A mapping exported at or after the event's time (dispatch-install writes `LastExportedDate`
+//!   seconds into an execution, and Lambda's first retry comes about a minute later) was most
+//!   likely reached already: it is started after every other, so the ones not yet reached come
+//!   first. It is still started, since only Step Functions knows for sure, and the name makes
+//!   the start harmless.
+//!
+//! Neither needs more than the `Query` and `StartExecution` the function already may call. Asking
+//! Step Functions which names exist would need `ListExecutions` (a bucket of 200 refilled at 5
+//! per second in the largest regions, which a storm of renewals drains at once) or one
+//! `DescribeExecution` per mapping (as many calls as the starts it saves); recording progress
+//! would cost a write per mapping. Stopping a few seconds before the deadline would only trade
+//! Lambda's timeout for an error: what a cut-off invocation started stays started either way.
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -10,6 +31,10 @@ use certship_shared::mapping::{Mapping, attr};
 use certship_shared::{CertshipError, Trigger, WorkflowState, naming};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+use tokio::task::JoinSet;
+use tracing::Instrument;
 
 mod settings;
 pub use settings::{STATE_MACHINE_ARN_VAR, Settings};
@@ -39,6 +64,19 @@ impl AppState {
         }
     }
 }
+
+/// At most this many StartExecution calls in flight per invocation. StartExecution's default
+/// quota for standard workflows is a token bucket of 1,300 refilled at 300 a second in
+/// us-east-1, us-west-2 and eu-west-1, of 800 refilled at 150 elsewhere ("Quotas related to API
+/// action throttling", <https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html>).
+/// At 30-100 ms a call, 32 in flight start 300-1,000 executions a second: 1,000 mappings take one
+/// to three seconds, inside one full bucket of the large regions (elsewhere the starts beyond
+/// the bucket are throttled and retried by the SDK as it refills, and what outlasts those retries
+/// is left to Lambda's retry of the event). More in flight would empty the bucket faster (it is
+/// the account's, shared with every other deployment) without starting more once it is empty;
+/// fewer would leave the walk at the mercy of latency (8 at 200 ms take 25 s for 1,000, close to
+/// the 30 s timeout).
+pub const IN_FLIGHT: usize = 32;
 
 /// The only event this function acts on.
 pub const DETAIL_TYPE: &str = "ACM Certificate Available";
@@ -119,25 +157,32 @@ pub async fn handler(
         return Ok(result);
     }
 
+    let renewed_at = event.time.map(SystemTime::from);
+    let (walk, recorded) = walk_order(event_id, mappings, renewed_at);
+    result.already_started += recorded;
+
     // Every mapping gets its chance even when one fails; the first failure is returned after, so
     // the event is retried (Lambda's asynchronous retries of EventBridge's invocation) and the
     // idempotent names start only what is still missing.
     let mut first_error = None;
-    for mapping in &mappings {
-        match start(state, event_id, mapping).await {
+    for (mapping, outcome) in start_all(state, walk).await {
+        match outcome {
             Ok(Started::Now(execution_arn)) => {
                 result.started += 1;
                 result.executions.push(execution_arn);
             }
             Ok(Started::Earlier) => result.already_started += 1,
             Err(err) => {
-                tracing::warn!(
-                    certificate_arn = %mapping.certificate_arn,
-                    cert_name = %mapping.cert_name,
-                    target = %target(mapping),
-                    error = %err,
-                    "could not start the redeployment"
-                );
+                match &mapping {
+                    Some(mapping) => tracing::warn!(
+                        certificate_arn = %mapping.certificate_arn,
+                        cert_name = %mapping.cert_name,
+                        target = %target(mapping),
+                        error = %err,
+                        "could not start the redeployment"
+                    ),
+                    None => tracing::warn!(error = %err, "could not start a redeployment"),
+                }
                 first_error.get_or_insert(err);
             }
         }
@@ -146,6 +191,84 @@ pub async fn handler(
         Some(err) => Err(err),
         None => Ok(result),
     }
+}
+
+/// One mapping to start, under the name this event gives it.
+struct Pending {
+    mapping: Mapping,
+    name: String,
+}
+
+/// The mappings to start, those this event has not reached yet first (see the module doc), and
+/// how many need no start because their last deployment was this event's execution.
+fn walk_order(
+    event_id: &str,
+    mappings: Vec<Mapping>,
+    renewed_at: Option<SystemTime>,
+) -> (Vec<Pending>, u32) {
+    let mut recorded = 0;
+    let mut walk = Vec::with_capacity(mappings.len());
+    for mapping in mappings {
+        let name = execution_name(event_id, &mapping);
+        let last_execution = mapping
+            .last_deployment
+            .as_ref()
+            .and_then(|last| last.execution_arn.as_deref());
+        if last_execution.and_then(|arn| arn.rsplit(':').next()) == Some(name.as_str()) {
+            recorded += 1;
+        } else {
+            walk.push(Pending { mapping, name });
+        }
+    }
+    let exported_since_renewal = |pending: &Pending| {
+        let exported = pending.mapping.last_exported_date.as_deref();
+        renewed_at
+            .zip(exported.and_then(certship_shared::time::parse_rfc3339))
+            .is_some_and(|(renewed, exported)| exported >= renewed)
+    };
+    // Stable: otherwise the index's order.
+    walk.sort_by_key(exported_since_renewal);
+    (walk, recorded)
+}
+
+/// Starts every pending mapping, [`IN_FLIGHT`] at a time, returning each outcome in walk order
+/// (a start that could not even run has no mapping).
+async fn start_all(
+    state: &AppState,
+    walk: Vec<Pending>,
+) -> Vec<(Option<Mapping>, Result<Started, CertshipError>)> {
+    let state_machine_arn: Arc<str> = Arc::from(state.state_machine_arn.as_str());
+    let mut outcomes = Vec::with_capacity(walk.len());
+    let mut in_flight = JoinSet::new();
+    let mut walk = walk.into_iter().enumerate();
+    loop {
+        while in_flight.len() < IN_FLIGHT {
+            let Some((index, pending)) = walk.next() else {
+                break;
+            };
+            let sfn = state.sfn.clone();
+            let state_machine_arn = Arc::clone(&state_machine_arn);
+            in_flight.spawn(
+                async move {
+                    let outcome = start(&sfn, &state_machine_arn, &pending).await;
+                    (index, Some(pending.mapping), outcome)
+                }
+                .instrument(tracing::Span::current()),
+            );
+        }
+        let Some(joined) = in_flight.join_next().await else {
+            break;
+        };
+        outcomes.push(joined.unwrap_or_else(|err| {
+            let err = CertshipError::Service(format!("a StartExecution task failed: {err}"));
+            (usize::MAX, None, Err(err))
+        }));
+    }
+    outcomes.sort_by_key(|(index, _, _)| *index);
+    outcomes
+        .into_iter()
+        .map(|(_, mapping, outcome)| (mapping, outcome))
+        .collect()
 }
 
 /// Checks that this is ACM's "certificate available" event for one certificate, returning the
@@ -230,26 +353,29 @@ enum Started {
     Earlier,
 }
 
-/// Starts the redeployment of one mapping under the name this event gives it.
-async fn start(
-    state: &AppState,
-    event_id: &str,
-    mapping: &Mapping,
-) -> Result<Started, CertshipError> {
-    let name = naming::renewal_execution_name(
+/// The name this event gives a mapping's redeployment.
+fn execution_name(event_id: &str, mapping: &Mapping) -> String {
+    naming::renewal_execution_name(
         event_id,
         &naming::tag_key_value(&mapping.target_tag_key, &mapping.target_tag_value),
         &naming::certificate_arn_cert_name(&mapping.certificate_arn, &mapping.cert_name),
         &mapping.cert_name,
-    );
+    )
+}
+
+/// Starts the redeployment of one mapping under the name this event gives it.
+async fn start(
+    sfn: &aws_sdk_sfn::Client,
+    state_machine_arn: &str,
+    Pending { mapping, name }: &Pending,
+) -> Result<Started, CertshipError> {
     let input = serde_json::to_string(&WorkflowState::new(mapping.to_request(Trigger::Renewal)))
         .map_err(|e| CertshipError::Service(format!("could not encode the workflow input: {e}")))?;
     let asked_at = aws_smithy_types::DateTime::from(std::time::SystemTime::now());
-    let started = state
-        .sfn
+    let started = sfn
         .start_execution()
-        .state_machine_arn(&state.state_machine_arn)
-        .name(&name)
+        .state_machine_arn(state_machine_arn)
+        .name(name)
         .input(input)
         .send()
         .await;

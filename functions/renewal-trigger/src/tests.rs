@@ -9,6 +9,10 @@ use aws_sdk_sfn::Client as Sfn;
 use aws_sdk_sfn::operation::start_execution::StartExecutionOutput;
 use aws_sdk_sfn::types::error::ExecutionAlreadyExists;
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
+use aws_smithy_runtime_api::client::http::{
+    HttpConnector, HttpConnectorFuture, SharedHttpConnector, http_client_fn,
+};
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
 use certship_shared::lambda::decode;
 use lambda_runtime::Diagnostic;
 use serde_json::Value;
@@ -632,4 +636,305 @@ async fn a_redelivery_while_the_execution_runs_counts_as_already_started() {
     // then nothing new is counted as started
     assert_eq!((result.started, result.already_started), (0, 1));
     assert!(result.executions.is_empty());
+}
+
+/// A mapping whose item records `execution_name` as its last deployment, as
+/// check-install-status writes it when the execution ends.
+fn deployed_by(mut mapping: Mapping, execution_name: &str) -> Mapping {
+    mapping.last_deployment = Some(certship_shared::mapping::LastDeployment {
+        execution_arn: Some(format!("{EXECUTION_PREFIX}{execution_name}")),
+        status: certship_shared::mapping::LastDeploymentStatus::Success,
+        succeeded: 1,
+        failed: 0,
+        finished_at: "2026-11-20T18:50:00Z".into(),
+    });
+    mapping
+}
+
+/// After the fixture's event (`2026-11-20T18:43:48Z`): what dispatch-install writes as
+/// `LastExportedDate` seconds into the execution the event started.
+const EXPORTED_SINCE: &str = "2026-11-20T18:43:51Z";
+
+#[tokio::test]
+async fn a_mapping_whose_last_deployment_was_this_events_execution_is_not_started_again() {
+    // given web's item recording the execution this event gives it, api's an earlier event's
+    let query = querying(vec![
+        deployed_by(web(), &name_for(EVENT_ID, &web())),
+        deployed_by(api(), &name_for("an-earlier-event", &api())),
+    ]);
+    let seen = Seen::default();
+    let start = starting(seen.clone());
+
+    // when the event is delivered again
+    let result = handler(&state(dynamo(&[&query]), sfn(&[&start])), renewal())
+        .await
+        .unwrap();
+
+    // then only api is started; web counts as started earlier, without a call
+    assert_eq!(
+        (result.mappings, result.started, result.already_started),
+        (2, 1, 1)
+    );
+    assert_eq!(start.num_calls(), 1);
+    assert_eq!(seen.lock().unwrap()[0].0, name_for(EVENT_ID, &api()));
+}
+
+#[tokio::test]
+async fn mappings_exported_since_the_renewal_are_started_after_the_others() {
+    // given the index returning first a mapping exported after the event, then one exported
+    // before it, then one never exported
+    let mut reached = web();
+    reached.last_exported_date = Some(EXPORTED_SINCE.into());
+    let mut before = api();
+    before.last_exported_date = Some("2026-01-01T00:00:00Z".into());
+    let never = mapping("db", "env", "qa", None);
+    let query = querying(vec![reached.clone(), before.clone(), never.clone()]);
+    let start = starting(Seen::default());
+
+    // when
+    let result = handler(&state(dynamo(&[&query]), sfn(&[&start])), renewal())
+        .await
+        .unwrap();
+
+    // then all three are started, the two not yet reached first, in the index's order
+    assert_eq!(result.started, 3);
+    assert_eq!(
+        result.executions,
+        [before, never, reached]
+            .iter()
+            .map(|m| format!("{EXECUTION_PREFIX}{}", name_for(EVENT_ID, m)))
+            .collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn a_thousand_mappings_are_each_started_once_and_listed_in_walk_order() {
+    let mappings: Vec<Mapping> = (0..1000)
+        .map(|i| mapping("web", "env", &format!("host-{i:04}"), None))
+        .collect();
+    let names: Vec<String> = mappings.iter().map(|m| name_for(EVENT_ID, m)).collect();
+    let query = querying(mappings);
+    let seen = Seen::default();
+    let start = starting(seen.clone());
+
+    let result = handler(&state(dynamo(&[&query]), sfn(&[&start])), renewal())
+        .await
+        .unwrap();
+
+    assert_eq!((result.mappings, result.started), (1000, 1000));
+    assert_eq!(start.num_calls(), 1000);
+    let mut asked: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(n, _)| n.clone())
+        .collect();
+    asked.sort();
+    let mut expected = names.clone();
+    expected.sort();
+    assert_eq!(asked, expected, "each name asked for exactly once");
+    assert_eq!(
+        result.executions,
+        names
+            .iter()
+            .map(|n| format!("{EXECUTION_PREFIX}{n}"))
+            .collect::<Vec<_>>()
+    );
+}
+
+/// What [`SlowStepFunctions`] has seen: the names it started, in order, and how many starts
+/// were in flight at once.
+#[derive(Debug, Default)]
+struct Registry {
+    started: Vec<String>,
+    refused: usize,
+    answered: usize,
+    answers_left: usize,
+    in_flight: usize,
+    most_in_flight: usize,
+}
+
+/// Step Functions behind the client's HTTP connection, for what mocks cannot show (they answer
+/// at once and always): each start takes `LATENCY`, so starts overlap; a name is started once
+/// and refused after (`ExecutionAlreadyExists`); and once its answers run out it never answers
+/// again, as a service that stops answering while Lambda's timeout runs out.
+#[derive(Debug, Clone, Default)]
+struct SlowStepFunctions {
+    registry: Arc<Mutex<Registry>>,
+}
+
+impl SlowStepFunctions {
+    const LATENCY: std::time::Duration = std::time::Duration::from_millis(20);
+
+    fn answering(&self, answers: usize) {
+        self.registry.lock().unwrap().answers_left = answers;
+    }
+
+    fn client(&self) -> Sfn {
+        let fake = self.clone();
+        Sfn::from_conf(
+            aws_sdk_sfn::Config::builder()
+                .behavior_version(aws_sdk_sfn::config::BehaviorVersion::latest())
+                .region(aws_sdk_sfn::config::Region::new("us-east-1"))
+                .credentials_provider(aws_sdk_sfn::config::Credentials::new(
+                    "AKIDTEST", "secret", None, None, "test",
+                ))
+                .http_client(http_client_fn(move |_, _| {
+                    SharedHttpConnector::new(fake.clone())
+                }))
+                .build(),
+        )
+    }
+
+    /// The names started so far, sorted (starts answered together may land in any order).
+    fn started(&self) -> Vec<String> {
+        let mut started = self.registry.lock().unwrap().started.clone();
+        started.sort();
+        started
+    }
+}
+
+impl HttpConnector for SlowStepFunctions {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let name = request
+            .body()
+            .bytes()
+            .and_then(|body| serde_json::from_slice::<Value>(body).ok())
+            .and_then(|body| body["name"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        let registry = self.registry.clone();
+        HttpConnectorFuture::new(async move {
+            {
+                let mut r = registry.lock().unwrap();
+                r.in_flight += 1;
+                r.most_in_flight = r.most_in_flight.max(r.in_flight);
+            }
+            tokio::time::sleep(SlowStepFunctions::LATENCY).await;
+            let answer = {
+                let mut r = registry.lock().unwrap();
+                r.in_flight -= 1;
+                if r.answers_left == 0 {
+                    None
+                } else {
+                    r.answers_left -= 1;
+                    r.answered += 1;
+                    if r.started.contains(&name) {
+                        r.refused += 1;
+                        Some((
+                            400u16,
+                            serde_json::json!({
+                                "__type": "ExecutionAlreadyExists",
+                                "message": format!("Execution Already Exists: '{EXECUTION_PREFIX}{name}'"),
+                            }),
+                        ))
+                    } else {
+                        r.started.push(name.clone());
+                        let now = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .unwrap()
+                            .as_secs_f64();
+                        Some((
+                            200u16,
+                            serde_json::json!({
+                                "executionArn": format!("{EXECUTION_PREFIX}{name}"),
+                                "startDate": now,
+                            }),
+                        ))
+                    }
+                }
+            };
+            let Some((status, body)) = answer else {
+                return std::future::pending().await;
+            };
+            let mut response = HttpResponse::new(
+                status.try_into().unwrap(),
+                aws_smithy_types::body::SdkBody::from(body.to_string()),
+            );
+            response
+                .headers_mut()
+                .insert("content-type", "application/x-amz-json-1.0");
+            Ok(response)
+        })
+    }
+}
+
+#[tokio::test]
+async fn starts_overlap_but_never_more_than_in_flight_at_once() {
+    // given a certificate with more mappings than may be started at once
+    let mappings: Vec<Mapping> = (0..100)
+        .map(|i| mapping("web", "env", &format!("host-{i:03}"), None))
+        .collect();
+    let query = querying(mappings);
+    let fake = SlowStepFunctions::default();
+    fake.answering(usize::MAX);
+
+    // when
+    let result = handler(&state(dynamo(&[&query]), fake.client()), renewal())
+        .await
+        .unwrap();
+
+    // then every mapping was started, IN_FLIGHT at a time
+    assert_eq!(result.started, 100);
+    assert_eq!(fake.started().len(), 100);
+    assert_eq!(fake.registry.lock().unwrap().most_in_flight, IN_FLIGHT);
+}
+
+#[tokio::test]
+async fn a_renewal_cut_off_partway_resumes_with_the_mappings_it_had_not_reached() {
+    // given 160 mappings, 5 rounds of IN_FLIGHT starts; the index shows what dispatch-install
+    // writes on a mapping seconds into the execution the event started (its LastExportedDate)
+    assert_eq!(IN_FLIGHT, 32, "the rounds below assume 32 in flight");
+    let mappings: Vec<Mapping> = (0..160)
+        .map(|i| mapping("web", "env", &format!("host-{i:03}"), None))
+        .collect();
+    let names: Vec<String> = mappings.iter().map(|m| name_for(EVENT_ID, m)).collect();
+    let sorted = |names: &[String]| {
+        let mut names = names.to_vec();
+        names.sort();
+        names
+    };
+    let fake = SlowStepFunctions::default();
+    let query = mock!(Dynamo::query)
+        .match_requests(is_index_query)
+        .then_output({
+            let fake = fake.clone();
+            move || {
+                let started = fake.started();
+                let items: Vec<Mapping> = mappings
+                    .iter()
+                    .cloned()
+                    .map(|mut m| {
+                        if started.contains(&name_for(EVENT_ID, &m)) {
+                            m.last_exported_date = Some(EXPORTED_SINCE.into());
+                        }
+                        m
+                    })
+                    .collect();
+                page(&items, None)
+            }
+        });
+    let state = state(dynamo(&[&query]), fake.client());
+    let lambda_timeout = std::time::Duration::from_secs(2);
+
+    // when the first delivery is cut off after three rounds (Step Functions stops answering)
+    fake.answering(96);
+    let first = tokio::time::timeout(lambda_timeout, handler(&state, renewal())).await;
+    assert!(first.is_err(), "the first delivery was cut off: {first:?}");
+    assert_eq!(fake.started(), sorted(&names[..96]));
+
+    // and the redelivery gets only two rounds of answers before it is cut off too
+    fake.answering(64);
+    let second = tokio::time::timeout(lambda_timeout, handler(&state, renewal())).await;
+
+    // then those two rounds went to the 64 mappings not yet reached: every mapping is started,
+    // and none twice (the walk from the top would have spent them on names already started)
+    assert!(second.is_err(), "the redelivery was cut off: {second:?}");
+    assert_eq!(fake.registry.lock().unwrap().refused, 0);
+    assert_eq!(fake.started(), sorted(&names));
+
+    // and a third delivery, answered in full, finds everything started
+    fake.answering(usize::MAX);
+    let third = handler(&state, renewal()).await.unwrap();
+    assert_eq!((third.started, third.already_started), (0, 160));
+    assert_eq!(fake.started(), sorted(&names));
 }
