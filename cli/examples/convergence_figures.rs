@@ -44,6 +44,7 @@ async fn start() -> Result<(LocalCloud, tempfile::TempDir)> {
     options.agent = AgentSettings {
         poll_period: Duration::from_secs(1),
         schedule_hour: Duration::from_secs(3600),
+        ..AgentSettings::default()
     };
     Ok((LocalCloud::start(options).await?, state))
 }

@@ -30,6 +30,7 @@ async fn start_quiet(configure: impl FnOnce(&mut certship_local::LocalOptions)) 
         o.agent = AgentSettings {
             poll_period: Duration::from_secs(1),
             schedule_hour: Duration::from_secs(3600),
+            ..AgentSettings::default()
         };
         configure(o);
     })

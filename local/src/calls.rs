@@ -7,28 +7,53 @@ use hyper::HeaderMap;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+/// The counts, by (caller, `service:Operation`).
 #[derive(Debug, Default)]
-pub struct Calls(Mutex<BTreeMap<String, u64>>);
+pub struct Calls(Mutex<BTreeMap<(String, String), u64>>);
 
 impl Calls {
-    pub fn record(&self, operation: String) {
+    pub fn record(&self, caller: String, operation: String) {
         *self
             .0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .entry(operation)
+            .entry((caller, operation))
             .or_default() += 1;
     }
 
-    /// The counts so far; `reset` starts again from zero.
-    pub fn snapshot(&self, reset: bool) -> BTreeMap<String, u64> {
+    /// The counts so far by `service:Operation`, or with `by_caller` by `<caller> service:Operation`;
+    /// `reset` starts again from zero.
+    pub fn snapshot(&self, reset: bool, by_caller: bool) -> BTreeMap<String, u64> {
         let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if reset {
+        let taken = if reset {
             std::mem::take(&mut *counts)
         } else {
             counts.clone()
+        };
+        let mut out = BTreeMap::new();
+        for ((caller, operation), n) in taken {
+            let key = if by_caller {
+                format!("{caller} {operation}")
+            } else {
+                operation
+            };
+            *out.entry(key).or_default() += n;
         }
+        out
     }
+}
+
+/// Who made a request: the access key id of its SigV4 credential. In the local cloud each of
+/// certship's functions signs with its own name ([`crate::functions::Function::name`]), the
+/// hosts' scripts and the CLI with `testing`; `unsigned` when there is no signature.
+pub fn caller(headers: &HeaderMap) -> String {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|auth| auth.split("Credential=").nth(1))
+        .and_then(|credential| credential.split('/').next())
+        .unwrap_or("unsigned")
+        .to_string()
 }
 
 /// `service:Operation` of one request: the service from its SigV4 credential scope, the
@@ -96,6 +121,29 @@ mod tests {
     const AUTH_S3: &str = "AWS4-HMAC-SHA256 Credential=testing/20261127/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0";
 
     #[test]
+    fn the_caller_is_the_credential_s_access_key_and_counts_add_up_per_caller() {
+        let signed = headers(&[(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=certship-check-install-status/20261127/us-east-1/ssm/aws4_request, SignedHeaders=host, Signature=0",
+        )]);
+        assert_eq!(caller(&signed), "certship-check-install-status");
+        assert_eq!(caller(&HeaderMap::new()), "unsigned");
+        let calls = Calls::default();
+        calls.record("a".into(), "ssm:X".into());
+        calls.record("b".into(), "ssm:X".into());
+        calls.record("a".into(), "ssm:X".into());
+        assert_eq!(
+            calls.snapshot(false, true),
+            BTreeMap::from([("a ssm:X".into(), 2), ("b ssm:X".into(), 1)])
+        );
+        assert_eq!(
+            calls.snapshot(true, false),
+            BTreeMap::from([("ssm:X".into(), 3)])
+        );
+        assert!(calls.snapshot(false, false).is_empty());
+    }
+
+    #[test]
     fn each_protocol_names_its_service_and_operation() {
         let json = headers(&[
             ("authorization", AUTH_SSM),
@@ -155,10 +203,10 @@ mod tests {
     #[test]
     fn a_snapshot_can_reset_the_counts() {
         let calls = Calls::default();
-        calls.record("ssm:DescribeAssociation".into());
-        calls.record("ssm:DescribeAssociation".into());
-        assert_eq!(calls.snapshot(false)["ssm:DescribeAssociation"], 2);
-        assert_eq!(calls.snapshot(true)["ssm:DescribeAssociation"], 2);
-        assert!(calls.snapshot(false).is_empty());
+        calls.record("testing".into(), "ssm:DescribeAssociation".into());
+        calls.record("testing".into(), "ssm:DescribeAssociation".into());
+        assert_eq!(calls.snapshot(false, false)["ssm:DescribeAssociation"], 2);
+        assert_eq!(calls.snapshot(true, false)["ssm:DescribeAssociation"], 2);
+        assert!(calls.snapshot(false, false).is_empty());
     }
 }

@@ -102,19 +102,49 @@ pub struct Functions {
     renewal: renewal_trigger::AppState,
     evidence: record_host_evidence::AppState,
     faults: Mutex<HashMap<Function, VecDeque<FunctionError>>>,
+    invocations: Mutex<HashMap<Function, Invocations>>,
+}
+
+/// One function's invocations ([`Functions::invocations`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Invocations {
+    pub count: u64,
+    /// The handlers' run time, summed.
+    pub busy: std::time::Duration,
+    /// When the latest invocation ended.
+    pub last_end: Option<std::time::SystemTime>,
+}
+
+/// `config`, signing as `function`: its name is the access key id, so the gateway's call
+/// counts tell the functions apart (the emulator checks no credential).
+fn signing_as(config: &SdkConfig, function: Function) -> SdkConfig {
+    let credentials = aws_credential_types::Credentials::new(
+        function.name(),
+        "testing",
+        None,
+        None,
+        "certship-local",
+    );
+    config
+        .to_builder()
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(credentials),
+        )
+        .build()
 }
 
 impl Functions {
     pub fn new(config: &SdkConfig, settings: FunctionSettings) -> Self {
+        let config = |function: Function| signing_as(config, function);
         Self {
             export: export_certificate::AppState::new(
-                config,
+                &config(Function::ExportCertificate),
                 export_certificate::Settings {
                     rules: settings.rules.clone(),
                 },
             ),
             dispatch: dispatch_install::AppState::new(
-                config,
+                &config(Function::DispatchInstall),
                 dispatch_install::Settings {
                     table_name: settings.table_name.clone(),
                     rules: settings.rules,
@@ -122,7 +152,7 @@ impl Functions {
                 },
             ),
             check: check_install_status::AppState::new(
-                config,
+                &config(Function::CheckInstallStatus),
                 check_install_status::Settings {
                     table_name: settings.table_name.clone(),
                     evidence_table_name: settings.evidence_table_name.clone(),
@@ -130,19 +160,31 @@ impl Functions {
                 },
             ),
             evidence: record_host_evidence::AppState::new(
-                config,
+                &config(Function::RecordHostEvidence),
                 record_host_evidence::Settings {
                     evidence_table_name: settings.evidence_table_name,
                 },
             ),
             renewal: renewal_trigger::AppState::new(
-                config,
+                &config(Function::RenewalTrigger),
                 renewal_trigger::Settings {
                     table_name: settings.table_name,
                     state_machine_arn: settings.state_machine_arn,
                 },
             ),
             faults: Mutex::new(HashMap::new()),
+            invocations: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Each function's invocations and the time its handler ran, since the start or the last
+    /// `reset`: what Lambda bills (requests and duration), as the local cloud measured it.
+    pub fn invocations(&self, reset: bool) -> HashMap<Function, Invocations> {
+        let mut counts = self.invocations.lock().unwrap_or_else(|p| p.into_inner());
+        if reset {
+            std::mem::take(&mut *counts)
+        } else {
+            counts.clone()
         }
     }
 
@@ -171,7 +213,15 @@ impl Functions {
             Some(fault) => Err(fault),
             None => self.run(function, payload).await,
         };
-        let elapsed_ms = started.elapsed().as_millis();
+        let elapsed = started.elapsed();
+        {
+            let mut counts = self.invocations.lock().unwrap_or_else(|p| p.into_inner());
+            let entry = counts.entry(function).or_default();
+            entry.count += 1;
+            entry.busy += elapsed;
+            entry.last_end = Some(std::time::SystemTime::now());
+        }
+        let elapsed_ms = elapsed.as_millis();
         match &result {
             Ok(_) => tracing::info!(function = function.name(), elapsed_ms, "invoked"),
             Err(e) => tracing::warn!(

@@ -28,7 +28,9 @@ type Body = Full<Bytes>;
 pub const TICK_PATH: &str = "/_certship/local/tick";
 
 /// `POST` here answers with every AWS call the gateway has served, by `service:Operation`
-/// ([`super::calls`]); `{"Reset": true}` starts the count again. The local cloud's own control.
+/// ([`super::calls`]), or with `{"ByCaller": true}` by `<caller> service:Operation` (each of
+/// certship's functions signs as itself); `{"Reset": true}` starts the count again. The local
+/// cloud's own control.
 pub const CALLS_PATH: &str = "/_certship/local/calls";
 
 pub struct Gateway {
@@ -98,13 +100,11 @@ impl Gateway {
         };
         let path = parts.uri.path().to_string();
         if path == CALLS_PATH && parts.method == hyper::Method::POST {
-            let reset = serde_json::from_slice::<Value>(&body)
-                .ok()
-                .and_then(|v| v["Reset"].as_bool())
-                .unwrap_or(false);
+            let asked = serde_json::from_slice::<Value>(&body).unwrap_or_default();
+            let flag = |name: &str| asked[name].as_bool().unwrap_or(false);
             return json_response(
                 StatusCode::OK,
-                &json!(self.calls.snapshot(reset)),
+                &json!(self.calls.snapshot(flag("Reset"), flag("ByCaller"))),
                 "application/json",
             );
         }
@@ -117,13 +117,16 @@ impl Gateway {
                 "application/json",
             );
         }
-        self.calls.record(calls::operation(
-            parts.method.as_str(),
-            &path,
-            parts.uri.query().unwrap_or_default(),
-            &parts.headers,
-            &body,
-        ));
+        self.calls.record(
+            calls::caller(&parts.headers),
+            calls::operation(
+                parts.method.as_str(),
+                &path,
+                parts.uri.query().unwrap_or_default(),
+                &parts.headers,
+                &body,
+            ),
+        );
         if path == API_PATH && parts.method == hyper::Method::POST {
             let (status, value) = self.api.handle(&parts.headers, &body).await;
             return json_response(status, &value, "application/json");
@@ -253,10 +256,19 @@ pub async fn calls(
     endpoint: &str,
     reset: bool,
 ) -> anyhow::Result<std::collections::BTreeMap<String, u64>> {
+    calls_as(endpoint, reset, false).await
+}
+
+/// [`calls`], by `<caller> service:Operation` when `by_caller`.
+pub async fn calls_as(
+    endpoint: &str,
+    reset: bool,
+    by_caller: bool,
+) -> anyhow::Result<std::collections::BTreeMap<String, u64>> {
     use anyhow::Context;
     let answer = certship_moto::http::post_json(
         &format!("{endpoint}{CALLS_PATH}"),
-        &json!({"Reset": reset}),
+        &json!({"Reset": reset, "ByCaller": by_caller}),
     )
     .await
     .with_context(|| format!("asking the local cloud at {endpoint} for its call counts"))?;

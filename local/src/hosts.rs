@@ -18,6 +18,12 @@ pub enum Simulation {
     /// Its SSM Agent is offline: commands stay pending until their delivery timeout,
     /// associations wait until it is back, and DescribeInstanceInformation says `ConnectionLost`.
     Offline,
+    /// Its agent runs no script for an association: after the agents' `simulated_run` it uploads
+    /// the report line the document prints after an install of the association's version (the
+    /// serial it was asked for, no files, no reload). A fleet of hundreds then costs no shell,
+    /// so what `make bench` times from 100 hosts up is certship's path, not the script's. Run
+    /// Command still runs the script on it, as on a healthy host.
+    ReportsOnly,
 }
 
 /// What the local cloud knows about a simulated host, kept in `<host>/host.json`.

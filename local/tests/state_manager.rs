@@ -42,6 +42,7 @@ async fn start() -> (LocalCloud, tempfile::TempDir) {
     start_with(AgentSettings {
         poll_period: Duration::from_secs(1),
         schedule_hour: Duration::from_secs(3600),
+        ..AgentSettings::default()
     })
     .await
 }
@@ -683,6 +684,7 @@ async fn schedules_repeat_compressed_and_start_once_runs_now() {
     let (cloud, _state) = start_with(AgentSettings {
         poll_period: Duration::from_millis(500),
         schedule_hour: Duration::from_secs(4),
+        ..AgentSettings::default()
     })
     .await;
     document(&cloud, "Echo", "").await;

@@ -18,6 +18,7 @@ use super::schedule::Schedule;
 use super::wire::{new_id, run_id};
 use crate::hosts::{HostInfo, Simulation};
 use crate::run_command::document;
+use certship_shared::host_report::Outcome;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -186,14 +187,28 @@ async fn run(manager: &StateManager, host: &HostInfo, assignment: &Assignment) {
     };
     let definition = &assignment.definition;
     let parameters = definition.parameters.clone().unwrap_or_default();
-    let plan = document::plan(
-        &manager.moto_ssm,
-        &definition.name,
-        definition.document_version.as_deref(),
-        &parameters,
-    )
-    .await;
+    let plan = {
+        let _slot = manager.moto_slots.acquire().await;
+        document::plan(
+            &manager.moto_ssm,
+            &definition.name,
+            definition.document_version.as_deref(),
+            &parameters,
+        )
+        .await
+    };
     let (status, detailed, step, stdout, stderr) = match plan {
+        Ok(plan) if host.simulate == Simulation::ReportsOnly => {
+            tokio::time::sleep(manager.settings.simulated_run).await;
+            let stdout = simulated_report(&parameters);
+            (
+                RunStatus::Success,
+                "Success",
+                Some(plan.plugin_name),
+                stdout,
+                String::new(),
+            )
+        }
         Err(e) => (
             RunStatus::Failed,
             "Failed",
@@ -243,6 +258,7 @@ async fn run(manager: &StateManager, host: &HostInfo, assignment: &Assignment) {
                 continue;
             }
             let key = format!("{base}/{stream}");
+            let _slot = manager.moto_slots.acquire().await;
             let put = manager
                 .s3
                 .put_object()
@@ -268,6 +284,26 @@ async fn run(manager: &StateManager, host: &HostInfo, assignment: &Assignment) {
     manager
         .lock()
         .end_run(&assignment.id, &execution_id, instance_id, status, detailed);
+}
+
+/// The stdout of a [`Simulation::ReportsOnly`] host's run: the report line the document prints
+/// after installing the association's version (`installed`, `new-serial`), from the
+/// association's own parameters (references only).
+fn simulated_report(parameters: &std::collections::BTreeMap<String, Vec<String>>) -> String {
+    let first = |name: &str| parameters.get(name).and_then(|v| v.first()).cloned();
+    let report = certship_shared::HostReport {
+        cert_name: first("CertName"),
+        serial: first("ExpectedSerial"),
+        secret_version_id: first("SecretVersionId"),
+        status: Some(Outcome::Installed.as_str().to_string()),
+        reason: Some("new-serial".to_string()),
+        changed: Some(true),
+        reloaded: Some(false),
+        rolled_back: Some(false),
+        ..certship_shared::HostReport::default()
+    };
+    let line = serde_json::to_string(&report).unwrap_or_default();
+    format!("certship: simulated run (no script)\n{line}\n")
 }
 
 /// `<prefix>/<instance-id>/<association-id>/<run-id>/awsrunShellScript/<step>`, joined as the
@@ -317,6 +353,23 @@ mod tests {
     use super::*;
     use certship_shared::evidence::OutputKey;
     use std::time::Duration;
+
+    #[test]
+    fn a_simulated_run_reports_the_associations_version_installed() {
+        let parameters = std::collections::BTreeMap::from([
+            ("CertName".to_string(), vec!["web".to_string()]),
+            ("ExpectedSerial".to_string(), vec!["0A1B".to_string()]),
+            ("SecretVersionId".to_string(), vec!["v-2".to_string()]),
+            ("SecretId".to_string(), vec!["arn:secret".to_string()]),
+        ]);
+        let stdout = simulated_report(&parameters);
+        let report = certship_shared::HostReport::from_output(&stdout).unwrap();
+        assert_eq!(report.outcome(), Outcome::Installed);
+        assert_eq!(report.secret_version_id.as_deref(), Some("v-2"));
+        assert_eq!(report.serial.as_deref(), Some("0A1B"));
+        assert_eq!(report.cert_name.as_deref(), Some("web"));
+        assert!(!stdout.contains("arn:secret"));
+    }
 
     #[test]
     fn output_keys_are_the_agents_layout_and_read_back() {

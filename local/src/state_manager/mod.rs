@@ -64,6 +64,9 @@ pub struct AgentSettings {
     /// How long one hour of an association's schedule lasts here: `rate(1 hour)` runs every
     /// `schedule_hour`, `rate(30 minutes)` every half of it.
     pub schedule_hour: Duration,
+    /// How long a [`Simulation::ReportsOnly`](crate::hosts::Simulation::ReportsOnly) host's run
+    /// takes before it reports.
+    pub simulated_run: Duration,
 }
 
 impl Default for AgentSettings {
@@ -71,6 +74,7 @@ impl Default for AgentSettings {
         Self {
             poll_period: Duration::from_secs(1),
             schedule_hour: Duration::from_secs(60),
+            simulated_run: Duration::from_secs(1),
         }
     }
 }
@@ -92,7 +96,15 @@ pub struct StateManager {
     refresh: watch::Sender<u64>,
     /// When each host's agent last listed its associations, which stands for its last ping.
     pings: Mutex<HashMap<String, SystemTime>>,
+    /// The agents' calls to moto in flight at once (a run's document fetch, its output upload).
+    /// Each real agent is a machine of its own; here a thousand share one moto server, whose
+    /// listen backlog (128) refuses a burst of a thousand connections. Emulation only: it bounds
+    /// the emulator's load, not what a host may do.
+    moto_slots: tokio::sync::Semaphore,
 }
+
+/// The agents' moto calls in flight at once ([`StateManager::moto_slots`]).
+pub const AGENT_MOTO_CALLS: usize = 32;
 
 impl StateManager {
     pub fn new(
@@ -115,6 +127,7 @@ impl StateManager {
             store: Mutex::new(Store::default()),
             refresh: watch::channel(0).0,
             pings: Mutex::new(HashMap::new()),
+            moto_slots: tokio::sync::Semaphore::new(AGENT_MOTO_CALLS),
         }
     }
 

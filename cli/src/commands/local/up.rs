@@ -53,6 +53,7 @@ impl UpArgs {
         options.agent = AgentSettings {
             poll_period: std::time::Duration::from_millis(self.agent_poll),
             schedule_hour: std::time::Duration::from_secs(self.schedule_hour),
+            ..AgentSettings::default()
         };
         if let Some(units) = &self.allowed_reload_services {
             options.allowed_reload_services = units.clone();
