@@ -22,7 +22,9 @@ LAMBDA_TARGET := aarch64-unknown-linux-gnu
 # The functions' bins, as the template names them (BuildProperties: Binary).
 LAMBDA_BINS = $(shell sed -n 's/^ *Binary: *//p' $(SAM_TEMPLATE))
 
-.PHONY: help demo setup system-packages venv node-packages build test fmt-check clippy unused-deps shellcheck asl-validate cfn-lint diagrams unit-and-integration clean deploy-venv sam-validate lambda-target package deploy release-check
+BENCH := target/debug/certship-bench
+
+.PHONY: help demo bench bench-ci setup system-packages venv node-packages build test fmt-check clippy unused-deps shellcheck asl-validate cfn-lint diagrams unit-and-integration clean deploy-venv sam-validate lambda-target package deploy release-check
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -88,6 +90,19 @@ unit-and-integration: venv
 
 test: setup fmt-check clippy unused-deps shellcheck asl-validate cfn-lint unit-and-integration ## formatting, lints, unit and integration tests
 
+# The bench runs the local cloud in a debug build (what it times is certship's path through the
+# emulated services, not the emulator's speed); the cold start needs the release bootstraps.
+bench: venv ## speed and cost from 1 to 1,000 hosts beside the seed's design (~40 min; table + target/bench/results.json)
+	cargo build --release $(addprefix --bin ,$(LAMBDA_BINS))
+	cargo build --workspace
+	$(BENCH) --bootstraps target/release $(BENCH_ARGS)
+
+# CI keeps the bench working at 1 and 10 hosts, a small storm and the debug bootstraps' cold
+# start; it asserts no timing.
+bench-ci: venv
+	cargo build --workspace
+	$(BENCH) --hosts 1,10 --storm-mappings 100 --storm-certificates 20 --bootstraps target/debug --cold-start-runs 3 --out target/bench/ci-results.json
+
 clean: ## remove build output and the virtualenv
 	cargo clean
 	rm -rf $(VENV) node_modules .certship
@@ -117,8 +132,11 @@ lambda-target:
 
 # sam build runs `cargo lambda build --release --arm64 --bin BIN` in the workspace root for each
 # function, one after the other, in the workspace's own target/ directory. Building the five bins
-# in one cargo first is the same build (sam's four runs then find them fresh), but overlaps the
-# four single-threaded LTO links: 11 minutes cold here instead of 18.
+# in one cargo first is the same build (sam's five runs then find them fresh: seconds), but
+# overlaps the single-threaded LTO links (with four functions: 11 minutes cold here instead of
+# 18). The same build because without -p cargo resolves features for the whole workspace, and
+# because every function's graph has crc-fast, whose cdylib sets how LTO builds the crates below
+# it (functions/shared/Cargo.toml); otherwise sam rebuilds the AWS SDK crates for four of them.
 package: sam-validate lambda-target ## release-build the arm64 bootstraps into .aws-sam/build, ready for sam deploy
 	$(DEPLOY_ENV) cargo lambda build --release --arm64 $(addprefix --bin ,$(LAMBDA_BINS))
 	$(DEPLOY_ENV) sam build -t $(SAM_TEMPLATE)
