@@ -97,8 +97,9 @@ const IGNORED_MANAGED_POLICIES: [&str; 2] = [
 
 /// Actions AWS lets a policy grant only on `"*"`, and why. Every other action must name its
 /// resources. An entry no role grants on `"*"` any more fails the test, so the list stays short.
-const ONLY_ON_STAR: [(&str, &str); 12] = [
+const ONLY_ON_STAR: [(&str, &str); 13] = [
     ("ssm:DescribeInstanceInformation", NO_RESOURCE_TYPES),
+    ("states:SendTaskSuccess", TASK_TOKENS),
     ("ssm:ListAssociations", NO_RESOURCE_TYPES),
     ("ec2:DescribeInstances", NO_RESOURCE_TYPES),
     ("tag:GetResources", NO_RESOURCE_TYPES),
@@ -113,6 +114,9 @@ const ONLY_ON_STAR: [(&str, &str); 12] = [
 ];
 const NO_RESOURCE_TYPES: &str =
     "the Service Authorization Reference lists no resource type for it: only \"*\" applies";
+const TASK_TOKENS: &str = "a service integration's task token (`.waitForTaskToken`) names no \
+     resource a policy can match: only an activity's tasks can be scoped (the Service \
+     Authorization Reference's one resource type for it is `activity`)";
 const STATES_LOGGING: &str =
     "Step Functions' logging to CloudWatch Logs: AWS documents these actions on \"*\" only";
 
@@ -670,10 +674,19 @@ fn invoked_function(resource: &Value) -> Option<&str> {
 fn task_resources(states: &Value, out: &mut Vec<(String, String)>) {
     for (name, state) in states.as_object().expect("ASL States") {
         match state["Type"].as_str() {
-            Some("Task") => out.push((
-                name.clone(),
-                state["Resource"].as_str().expect("a Task Resource").into(),
-            )),
+            // The Lambda service integration (`arn:aws:states:::lambda:invoke`, with or without
+            // `.waitForTaskToken`) names its function in `Parameters.FunctionName`.
+            Some("Task") => {
+                let resource = state["Resource"].as_str().expect("a Task Resource");
+                let function = if resource.starts_with("arn:aws:states:::lambda:invoke") {
+                    state["Parameters"]["FunctionName"]
+                        .as_str()
+                        .expect("a lambda:invoke Task's FunctionName")
+                } else {
+                    resource
+                };
+                out.push((name.clone(), function.into()));
+            }
             Some("Parallel") => {
                 for branch in state["Branches"].as_array().unwrap() {
                     task_resources(&branch["States"], out);

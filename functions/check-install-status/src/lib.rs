@@ -20,6 +20,7 @@ mod hosts;
 mod outcome;
 mod record;
 mod settings;
+mod wait;
 
 pub use certship_shared::event::{DETAIL_TYPE_FAILED, DETAIL_TYPE_SUCCEEDED, EVENT_SOURCE};
 pub use hosts::{HostState, classify};
@@ -143,7 +144,7 @@ async fn check_at(
             armed_at: time::rfc3339(now),
             execution_arn: input.execution.as_ref().map(|e| e.id.as_str()),
         };
-        waiting::arm(&state.dynamodb, &state.evidence_table_name, &wait).await?;
+        wait::arm(&state.dynamodb, &state.evidence_table_name, &wait).await?;
         // A host whose report was recorded between the first read and the arming found no wait
         // to take itself out of: read once more, so that no report is lost.
         hosts = hosts::judge(targets, read().await?, version);
@@ -152,7 +153,7 @@ async fn check_at(
         // Ended after all: take the wait back, unless a report already claimed it (its wake
         // makes the state machine check again, which finds the same ending).
         if ending.is_some()
-            && !waiting::claim(
+            && !wait::claim(
                 &state.dynamodb,
                 &state.evidence_table_name,
                 &mapping_id,
@@ -242,7 +243,7 @@ async fn check_at(
         let output = serde_json::to_string(&result).map_err(|e| {
             CertshipError::Service(format!("could not encode the install result: {e}"))
         })?;
-        if !waiting::complete(&state.sfn, token, &output).await? {
+        if !wait::complete(&state.sfn, token, &output).await? {
             tracing::warn!(
                 mapping_id = %mapping_id,
                 "the Task no longer waits for this check's token; the state machine checks again"

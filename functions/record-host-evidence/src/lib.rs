@@ -17,11 +17,12 @@ use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::operation::get_object::GetObjectError;
 use certship_shared::evidence::{HostEvidence, OutputKey, attr};
 use certship_shared::host_report::{HostReport, Outcome};
-use certship_shared::{CertshipError, InstallResult, waiting};
+use certship_shared::{CertshipError, InstallResult};
 use serde::Serialize;
 use std::time::{Duration, UNIX_EPOCH};
 
 mod settings;
+mod wake;
 pub use settings::Settings;
 
 /// How much of a run's stdout is read: its end, where the document prints its report. A report
@@ -195,7 +196,7 @@ async fn wake_if_last(state: &AppState, evidence: &HostEvidence) -> Result<bool,
         // deployment still waits for this host.
         return Ok(false);
     }
-    let Some(token) = waiting::reported(
+    let Some(token) = wake::reported(
         &state.dynamodb,
         &state.evidence_table_name,
         &evidence.mapping_id,
@@ -208,7 +209,7 @@ async fn wake_if_last(state: &AppState, evidence: &HostEvidence) -> Result<bool,
     };
     let output = serde_json::to_string(&InstallResult::woken_by(&evidence.instance_id))
         .map_err(|e| CertshipError::Service(format!("could not encode the wake: {e}")))?;
-    let woke = waiting::complete(&state.sfn, &token, &output).await?;
+    let woke = wake::complete(&state.sfn, &token, &output).await?;
     tracing::info!(
         mapping_id = %evidence.mapping_id,
         instance_id = %evidence.instance_id,

@@ -13,6 +13,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::error::NoSuchKey;
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use certship_shared::evidence::attr;
+use certship_shared::waiting;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 

@@ -15,13 +15,12 @@
 //! reports never come (a host that went offline mid-rollout, an event lost) ends at the Task's
 //! timeout, the install deadline, when the state machine checks again by itself.
 //!
-//! The item holds a task token, a version id and instance ids: no secret material.
+//! The item holds a task token, a version id and instance ids: no secret material. The calls are
+//! the functions' own (check-install-status's `wait`, record-host-evidence's `wake`): this module
+//! has the item's shape and the expressions both sides must agree on.
 
-use crate::CertshipError;
 use crate::evidence::attr as evidence;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
-use aws_sdk_sfn::operation::send_task_success::SendTaskSuccessError;
+use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::HashMap;
 
 /// The waiting item's sort key (`InstanceId`): never an instance id, which starts `i-` or `mi-`,
@@ -66,149 +65,85 @@ fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
 
-fn key(mapping_id: &str) -> HashMap<String, AttributeValue> {
+impl Wait<'_> {
+    /// The waiting item, keys included. Arming puts it whole, replacing any earlier wait of the
+    /// mapping (an earlier check's, whose Task has ended: its token completes nothing).
+    pub fn to_item(&self) -> HashMap<String, AttributeValue> {
+        let mut item = key(self.mapping_id);
+        item.insert(attr::TASK_TOKEN.into(), s(self.task_token));
+        item.insert(attr::SECRET_VERSION_ID.into(), s(self.secret_version_id));
+        item.insert(
+            attr::PENDING.into(),
+            AttributeValue::Ss(self.pending.clone()),
+        );
+        item.insert(attr::ARMED_AT.into(), s(&self.armed_at));
+        if let Some(arn) = self.execution_arn {
+            item.insert(attr::EXECUTION_ARN.into(), s(arn));
+        }
+        item
+    }
+}
+
+/// The waiting item's key.
+pub fn key(mapping_id: &str) -> HashMap<String, AttributeValue> {
     HashMap::from([
         (evidence::MAPPING_ID.to_string(), s(mapping_id)),
         (evidence::INSTANCE_ID.to_string(), s(SORT_KEY)),
     ])
 }
 
-/// Arms the wait, replacing any earlier one of the mapping (an earlier check's, whose Task has
-/// ended: its token can no longer complete anything).
-pub async fn arm(
-    dynamodb: &aws_sdk_dynamodb::Client,
-    table_name: &str,
-    wait: &Wait<'_>,
-) -> Result<(), CertshipError> {
-    if wait.pending.is_empty() {
-        return Err(CertshipError::Service(
-            "arming a wait with no pending host: nothing would wake it".into(),
-        ));
-    }
-    let mut item = key(wait.mapping_id);
-    item.insert(attr::TASK_TOKEN.into(), s(wait.task_token));
-    item.insert(attr::SECRET_VERSION_ID.into(), s(wait.secret_version_id));
-    item.insert(
-        attr::PENDING.into(),
-        AttributeValue::Ss(wait.pending.clone()),
-    );
-    item.insert(attr::ARMED_AT.into(), s(&wait.armed_at));
-    if let Some(arn) = wait.execution_arn {
-        item.insert(attr::EXECUTION_ARN.into(), s(arn));
-    }
-    dynamodb
-        .put_item()
-        .table_name(table_name)
-        .set_item(Some(item))
-        .send()
-        .await
-        .map_err(|e| CertshipError::from_sdk("PutItem", e))?;
-    Ok(())
+/// Claiming the wake armed with a token (`:token`): removing the token, on the condition that it
+/// is still that one. Exactly one claimer's write succeeds; a re-armed wait is not claimed.
+pub mod claim {
+    pub const UPDATE: &str = "REMOVE #token";
+    pub const CONDITION: &str = "#token = :token";
 }
 
-/// Claims the wake of the wait armed with `task_token`: `true` for the one caller that removed
-/// the token, `false` when it was already claimed or the wait was re-armed.
-pub async fn claim(
-    dynamodb: &aws_sdk_dynamodb::Client,
-    table_name: &str,
-    mapping_id: &str,
-    task_token: &str,
-) -> Result<bool, CertshipError> {
-    let claimed = dynamodb
-        .update_item()
-        .table_name(table_name)
-        .set_key(Some(key(mapping_id)))
-        .update_expression("REMOVE #token")
-        .condition_expression("#token = :token")
-        .expression_attribute_names("#token", attr::TASK_TOKEN)
-        .expression_attribute_values(":token", s(task_token))
-        .send()
-        .await;
-    conditional(claimed.map(|_| ()), "UpdateItem").map(|done| done.is_some())
+/// A host's report taken out of the wait (`:host`, `:hosts` its one-element set, `:version`):
+/// only while a token waits, for that version, with the host pending. With `ReturnValues
+/// ALL_NEW`, an answer without [`attr::PENDING`] means it was the last one (DynamoDB removes an
+/// emptied set).
+pub mod report {
+    pub const UPDATE: &str = "DELETE #pending :hosts";
+    pub const CONDITION: &str =
+        "attribute_exists(#token) AND #version = :version AND contains(#pending, :host)";
 }
 
-/// A conditional write's outcome: `Some` when written, `None` when its condition failed.
-fn conditional<T>(
-    result: Result<T, aws_sdk_dynamodb::error::SdkError<UpdateItemError>>,
-    operation: &str,
-) -> Result<Option<T>, CertshipError> {
-    match result {
-        Ok(out) => Ok(Some(out)),
-        Err(err) => match err.as_service_error() {
-            Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(None),
-            _ => Err(CertshipError::from_sdk(operation, err)),
-        },
-    }
+/// The `#token`, `#version` and `#pending` names the expressions use.
+pub fn names() -> HashMap<String, String> {
+    HashMap::from([
+        ("#token".to_string(), attr::TASK_TOKEN.to_string()),
+        ("#version".to_string(), attr::SECRET_VERSION_ID.to_string()),
+        ("#pending".to_string(), attr::PENDING.to_string()),
+    ])
 }
 
-/// Records that `instance_id` decided `secret_version_id` (holds it, or failed it: either way
-/// the deployment no longer waits for it), and claims the wake when it was the last pending host.
-/// Returns the token to complete, for the one caller that claimed it; `None` otherwise (no wait
-/// for that version, the host not pending, others still pending, or another caller claimed it).
-pub async fn reported(
-    dynamodb: &aws_sdk_dynamodb::Client,
-    table_name: &str,
-    mapping_id: &str,
+/// The values of [`report`]'s expressions.
+pub fn report_values(
     instance_id: &str,
     secret_version_id: &str,
-) -> Result<Option<String>, CertshipError> {
-    let update = dynamodb
-        .update_item()
-        .table_name(table_name)
-        .set_key(Some(key(mapping_id)))
-        .update_expression("DELETE #pending :hosts")
-        .condition_expression(
-            "attribute_exists(#token) AND #version = :version AND contains(#pending, :host)",
-        )
-        .expression_attribute_names("#token", attr::TASK_TOKEN)
-        .expression_attribute_names("#version", attr::SECRET_VERSION_ID)
-        .expression_attribute_names("#pending", attr::PENDING)
-        .expression_attribute_values(":version", s(secret_version_id))
-        .expression_attribute_values(":host", s(instance_id))
-        .expression_attribute_values(":hosts", AttributeValue::Ss(vec![instance_id.into()]))
-        .return_values(ReturnValue::AllNew)
-        .send()
-        .await;
-    let Some(out) = conditional(update, "UpdateItem")? else {
-        return Ok(None);
-    };
-    let item = out.attributes.unwrap_or_default();
-    if item.contains_key(attr::PENDING) {
-        return Ok(None);
-    }
-    let Some(token) = item.get(attr::TASK_TOKEN).and_then(|v| v.as_s().ok()) else {
-        return Ok(None);
-    };
-    Ok(claim(dynamodb, table_name, mapping_id, token)
-        .await?
-        .then(|| token.clone()))
+) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        (":version".to_string(), s(secret_version_id)),
+        (":host".to_string(), s(instance_id)),
+        (
+            ":hosts".to_string(),
+            AttributeValue::Ss(vec![instance_id.to_string()]),
+        ),
+    ])
 }
 
-/// Completes the waiting Task with `output` (JSON). `false` when the Task no longer waits for
-/// this token (it timed out and was retried with a new one, or the execution ended): nothing is
-/// lost, since whatever replaced it reads the evidence itself.
-pub async fn complete(
-    sfn: &aws_sdk_sfn::Client,
-    task_token: &str,
-    output: &str,
-) -> Result<bool, CertshipError> {
-    let sent = sfn
-        .send_task_success()
-        .task_token(task_token)
-        .output(output)
-        .send()
-        .await;
-    match sent {
-        Ok(_) => Ok(true),
-        Err(err) => match err.as_service_error() {
-            Some(
-                SendTaskSuccessError::TaskTimedOut(_)
-                | SendTaskSuccessError::TaskDoesNotExist(_)
-                | SendTaskSuccessError::InvalidToken(_),
-            ) => Ok(false),
-            _ => Err(CertshipError::from_sdk("SendTaskSuccess", err)),
-        },
+/// The token a [`report`] update left, when it was the last pending host's: the caller then
+/// claims it.
+pub fn last_report_token(new_item: &HashMap<String, AttributeValue>) -> Option<&str> {
+    if new_item.contains_key(attr::PENDING) {
+        return None;
     }
+    new_item
+        .get(attr::TASK_TOKEN)?
+        .as_s()
+        .ok()
+        .map(String::as_str)
 }
 
 #[cfg(test)]
@@ -222,6 +157,44 @@ mod tests {
         let host = crate::evidence::HostEvidence::key("web-0123456789ab", "i-0abc");
         assert!(!is_waiting_item(&host));
         assert!(!is_waiting_item(&HashMap::new()));
+    }
+
+    #[test]
+    fn only_an_emptied_pending_set_yields_the_token() {
+        let mut item = key("m");
+        item.insert(attr::TASK_TOKEN.into(), s("t"));
+        assert_eq!(last_report_token(&item), Some("t"));
+        item.insert(attr::PENDING.into(), AttributeValue::Ss(vec!["i-1".into()]));
+        assert_eq!(last_report_token(&item), None);
+        assert_eq!(last_report_token(&key("m")), None);
+    }
+
+    #[test]
+    fn the_item_holds_references_only() {
+        let wait = Wait {
+            mapping_id: "web-0123456789ab",
+            task_token: "token",
+            secret_version_id: "v-1",
+            pending: vec!["i-1".into(), "mi-2".into()],
+            armed_at: "2026-11-27T00:00:00Z".into(),
+            execution_arn: Some("arn:exec"),
+        };
+        let item = wait.to_item();
+        assert!(is_waiting_item(&item));
+        let mut names: Vec<&String> = item.keys().collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "ArmedAt",
+                "ExecutionArn",
+                "InstanceId",
+                "MappingId",
+                "Pending",
+                "SecretVersionId",
+                "TaskToken"
+            ]
+        );
     }
 
     #[test]
