@@ -48,8 +48,9 @@ pub async fn of_mapping(
     Ok(evidence)
 }
 
-/// Deletes every evidence item of one mapping, [`BATCH_SIZE`] at a time, sending unprocessed
-/// items again with a growing pause. Returns how many items were deleted.
+/// Deletes every evidence item of one mapping (its waiting item too), [`BATCH_SIZE`] at a time,
+/// sending unprocessed items again with a growing pause. Returns how many hosts' items were
+/// deleted.
 pub async fn delete_of_mapping(
     dynamodb: &aws_sdk_dynamodb::Client,
     table_name: &str,
@@ -82,7 +83,11 @@ pub async fn delete_of_mapping(
             .context("building the evidence deletes")?;
         write_all(dynamodb, table_name, requests).await?;
     }
-    Ok(keys.len())
+    // The partition's waiting item (a deployment's wait for its hosts) goes too, but is no host's.
+    Ok(keys
+        .iter()
+        .filter(|key| !certship_shared::waiting::is_waiting_item(key))
+        .count())
 }
 
 /// The query of one mapping's partition.

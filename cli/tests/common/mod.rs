@@ -369,12 +369,19 @@ pub fn states_entered(history: &[HistoryEvent]) -> Vec<String> {
 }
 
 /// The errors of failed Lambda invocations, in order.
+/// The errors of every failed Lambda call: a Task naming the function (LambdaFunctionFailed) or
+/// the `lambda:invoke` integration the check uses (TaskFailed).
 pub fn lambda_errors(history: &[HistoryEvent]) -> Vec<String> {
     history
         .iter()
-        .filter(|e| *e.r#type() == HistoryEventType::LambdaFunctionFailed)
-        .filter_map(|e| e.lambda_function_failed_event_details())
-        .map(|d| d.error().unwrap_or_default().to_string())
+        .filter_map(|e| match e.r#type() {
+            HistoryEventType::LambdaFunctionFailed => e
+                .lambda_function_failed_event_details()
+                .and_then(|d| d.error()),
+            HistoryEventType::TaskFailed => e.task_failed_event_details().and_then(|d| d.error()),
+            _ => None,
+        })
+        .map(str::to_string)
         .collect()
 }
 
