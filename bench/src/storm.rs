@@ -12,7 +12,6 @@ use anyhow::{Context, Result, bail, ensure};
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 use certship_shared::mapping::Mapping;
-use certship_shared::naming;
 use renewal_trigger::{AppState, Settings};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -120,7 +119,7 @@ async fn storm(
     for (c, (arn, event_id)) in renewals.iter().enumerate() {
         for m in 0..per_certificate {
             let mapping = mapping(arn, &format!("storm-{:04}", c * per_certificate + m + 1));
-            expected.insert(execution_name(event_id, &mapping));
+            expected.insert(renewal_trigger::execution_name(event_id, &mapping));
             mappings.push(mapping);
         }
     }
@@ -239,16 +238,6 @@ fn mapping(certificate_arn: &str, tag_value: &str) -> Mapping {
         secret_version_id: None,
         last_deployment: None,
     }
-}
-
-/// The name renewal-trigger gives this mapping's execution after `event_id`.
-fn execution_name(event_id: &str, mapping: &Mapping) -> String {
-    naming::renewal_execution_name(
-        event_id,
-        &naming::tag_key_value(&mapping.target_tag_key, &mapping.target_tag_value),
-        &naming::certificate_arn_cert_name(&mapping.certificate_arn, &mapping.cert_name),
-        &mapping.cert_name,
-    )
 }
 
 /// Writes the mapping items, [`BATCH`] at a time, until DynamoDB has processed them all.

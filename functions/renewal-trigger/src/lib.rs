@@ -354,7 +354,7 @@ enum Started {
 }
 
 /// The name this event gives a mapping's redeployment.
-fn execution_name(event_id: &str, mapping: &Mapping) -> String {
+pub fn execution_name(event_id: &str, mapping: &Mapping) -> String {
     naming::renewal_execution_name(
         event_id,
         &naming::tag_key_value(&mapping.target_tag_key, &mapping.target_tag_value),
