@@ -111,6 +111,7 @@ fn the_deployed_model_refuses_the_hostile_bodies_and_takes_good_ones() {
             "CertificateArn",
             "arn:aws:acm:eu-central-2:123456789012:certificate/abc-1",
         ),
+        with("CertificateArn", "acme:wildcard.example.com-0123456789ab"),
     ] {
         assert!(model.is_valid(&good), "{good}");
         assert!(functions_take(&good, "us-east-1", DEFAULT_ALLOWLIST));
@@ -162,6 +163,16 @@ fn the_model_and_the_shared_validators_agree_on_every_sample() {
     let account = "123456789012";
     let certificate_arns = vec![
         ARN.to_string(),
+        // ACME certificates (`certship acme issue` prints their id)
+        "acme:wildcard.example.com-0123456789ab".to_string(),
+        "acme:x-0123456789ab".to_string(),
+        "acme:x-0123456789AB".to_string(),
+        "acme:x-0123456789a".to_string(),
+        "acme:a/b-0123456789ab".to_string(),
+        "acme:-0123456789ab".to_string(),
+        "ACME:x-0123456789ab".to_string(),
+        format!("acme:{}-0123456789ab", "a".repeat(253)),
+        format!("acme:{}-0123456789ab", "a".repeat(254)),
         arn("aws", "eu-west-1", account, "certificate/abc"),
         arn(
             "aws",

@@ -11,14 +11,14 @@ use aws_sdk_secretsmanager::types::Tag;
 use aws_smithy_types::Blob;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use certship_shared::arn::CertificateArn;
-use certship_shared::rules::{RequestRules, validate_request};
+use certship_shared::rules::{CertificateSource, RequestRules, validate_request};
 use certship_shared::{CertshipError, ExportResult, WorkflowState, naming, pem, time};
 use serde::Serialize;
 use std::time::SystemTime;
 
-mod passphrase;
+mod acme;
 mod settings;
-pub use passphrase::Passphrase;
+pub use certship_shared::passphrase::Passphrase;
 pub use settings::Settings;
 
 /// What the handler needs, built once per cold start.
@@ -65,7 +65,11 @@ pub async fn handler(
 ) -> Result<ExportResult, CertshipError> {
     let valid = validate_request(&input.request, &state.rules)?;
     let request = &valid.request;
-    let acm = acm_for(&state.acm, &valid.arn);
+    let arn = match &valid.source {
+        CertificateSource::Acm(arn) => arn,
+        CertificateSource::Acme(id) => return acme::copy(state, request, id).await,
+    };
+    let acm = acm_for(&state.acm, arn);
 
     let certificate = describe(&acm, &request.certificate_arn).await?;
     ensure_exportable(&request.certificate_arn, &certificate)?;
@@ -257,13 +261,13 @@ fn fullchain(leaf: &str, chain: &str) -> String {
     out
 }
 
-fn tag(key: &str, value: &str) -> Tag {
+pub(crate) fn tag(key: &str, value: &str) -> Tag {
     Tag::builder().key(key).value(value).build()
 }
 
 /// Writes one new version of the mapping's secret: created with its tags on first use; later a
 /// new version is put and the tags re-asserted. A secret scheduled for deletion is restored.
-async fn write_secret(
+pub(crate) async fn write_secret(
     secrets: &aws_sdk_secretsmanager::Client,
     name: &str,
     secret_string: String,

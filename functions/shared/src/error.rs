@@ -35,6 +35,30 @@ pub enum CertshipError {
     /// Any other AWS failure, with the service's own error code and message.
     #[error("{0}")]
     Service(String),
+    /// ACME: the hosted zone does not contain a name's DNS-01 record (refused before any order).
+    #[error("{0}")]
+    DomainNotInZone(String),
+    /// ACME: the CA will not issue for a name (`rejectedIdentifier`, `caa`, ...).
+    #[error("{0}")]
+    RejectedIdentifier(String),
+    /// ACME: the CA could not validate a name's DNS-01 record (`unauthorized`, `dns`, ...).
+    #[error("{0}")]
+    ChallengeFailed(String),
+    /// ACME, retryable later: the CA's rate limit (`rateLimited`), with its `Retry-After`.
+    #[error("{0}")]
+    RateLimited(String),
+    /// ACME, retryable: the CA could not be reached or failed (`badNonce`, `serverInternal`).
+    #[error("{0}")]
+    AcmeUnavailable(String),
+    /// ACME: any other problem the CA reported, with its type and detail.
+    #[error("{0}")]
+    AcmeFailed(String),
+    /// A wait, retried by the state machine: Route53 has not applied the change yet.
+    #[error("{0}")]
+    DnsChangePending(String),
+    /// A wait, retried by the state machine: the CA has not validated every name yet.
+    #[error("{0}")]
+    OrderPending(String),
 }
 
 impl CertshipError {
@@ -52,6 +76,14 @@ impl CertshipError {
             Self::InstallTimedOut(_) => "InstallTimedOut",
             Self::Configuration(_) => "ConfigurationError",
             Self::Service(_) => "ServiceError",
+            Self::DomainNotInZone(_) => "DomainNotInZone",
+            Self::RejectedIdentifier(_) => "RejectedIdentifier",
+            Self::ChallengeFailed(_) => "ChallengeFailed",
+            Self::RateLimited(_) => "RateLimited",
+            Self::AcmeUnavailable(_) => "AcmeUnavailable",
+            Self::AcmeFailed(_) => "AcmeFailed",
+            Self::DnsChangePending(_) => "DnsChangePending",
+            Self::OrderPending(_) => "OrderPending",
         }
     }
 

@@ -5,6 +5,7 @@
 //! `env` and `arn` on `error`, `rules` on `arn` and `env`, `pem` and `host_report` on `serial`,
 //! and the records (`mapping`, `event`, `evidence`) on the payload types and `host_report`.
 
+pub mod acme;
 pub mod arn;
 pub mod env;
 pub mod error;
@@ -14,6 +15,7 @@ pub mod host_report;
 pub mod lambda;
 pub mod mapping;
 pub mod naming;
+pub mod passphrase;
 pub mod pem;
 pub mod rate;
 pub mod rules;

@@ -177,12 +177,21 @@ pub fn validate_tag_value(value: &str) -> Result<(), CertshipError> {
     Ok(())
 }
 
-/// A request that passed validation, with the certificate ARN parsed and `ReloadService`
+/// Where a deployment's certificate comes from: `CertificateArn` holds an ACM certificate's ARN
+/// or `acme:<id>`, a certificate certship issued from an ACME CA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertificateSource {
+    Acm(CertificateArn),
+    /// The id of an ACME certificate (`acme:<id>` without its prefix).
+    Acme(String),
+}
+
+/// A request that passed validation, with its certificate source parsed and `ReloadService`
 /// normalised (an empty string means none).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidRequest {
     pub request: DeploymentRequest,
-    pub arn: CertificateArn,
+    pub source: CertificateSource,
 }
 
 /// Validates every field of a deployment request against DESIGN's rules and the deployment's
@@ -191,14 +200,29 @@ pub fn validate_request(
     request: &DeploymentRequest,
     rules: &RequestRules,
 ) -> Result<ValidRequest, CertshipError> {
-    let arn = CertificateArn::parse(&request.certificate_arn)?;
-    if arn.partition != rules.partition() {
-        return Err(CertshipError::InvalidRequest(format!(
-            "CertificateArn is in partition {} but certship runs in {}",
-            arn.partition,
-            rules.partition()
-        )));
-    }
+    let source = if request
+        .certificate_arn
+        .starts_with(crate::acme::SOURCE_PREFIX)
+    {
+        let id = crate::acme::source_id(&request.certificate_arn).ok_or_else(|| {
+            CertshipError::InvalidRequest(format!(
+                "CertificateArn {:?} is not an ACME certificate's id (acme:<first name>-<12 hex \
+                 digits>, as `certship acme issue` prints it)",
+                request.certificate_arn
+            ))
+        })?;
+        CertificateSource::Acme(id.to_string())
+    } else {
+        let arn = CertificateArn::parse(&request.certificate_arn)?;
+        if arn.partition != rules.partition() {
+            return Err(CertshipError::InvalidRequest(format!(
+                "CertificateArn is in partition {} but certship runs in {}",
+                arn.partition,
+                rules.partition()
+            )));
+        }
+        CertificateSource::Acm(arn)
+    };
     validate_cert_name(&request.cert_name)?;
     validate_tag_key(&request.target_tag_key)?;
     validate_tag_value(&request.target_tag_value)?;
@@ -209,7 +233,7 @@ pub fn validate_request(
     };
     Ok(ValidRequest {
         request: normalized,
-        arn,
+        source,
     })
 }
 
@@ -249,8 +273,11 @@ mod tests {
     #[test]
     fn a_good_request_passes_and_keeps_its_region() {
         let valid = validate_request(&request(), &rules()).unwrap();
-        assert_eq!(valid.arn.region, "eu-west-1");
-        assert_eq!(valid.arn.account, "123456789012");
+        let CertificateSource::Acm(arn) = valid.source else {
+            panic!("an ACM ARN is an ACM source")
+        };
+        assert_eq!(arn.region, "eu-west-1");
+        assert_eq!(arn.account, "123456789012");
         assert_eq!(valid.request.reload_service.as_deref(), Some("nginx"));
     }
 
@@ -396,5 +423,26 @@ mod tests {
             "aws-us-gov"
         );
         assert_eq!(RequestRules::new("eu-west-3", list).partition(), "aws");
+    }
+
+    #[test]
+    fn an_acme_certificate_is_a_source_and_a_malformed_one_is_refused() {
+        let mut acme = request();
+        acme.certificate_arn = "acme:wildcard.example.com-0123456789ab".into();
+        let valid = validate_request(&acme, &rules()).unwrap();
+        assert_eq!(
+            valid.source,
+            CertificateSource::Acme("wildcard.example.com-0123456789ab".into())
+        );
+        for bad in [
+            "acme:",
+            "acme:x",
+            "acme:x-0123456789AB",
+            "acme:../x-0123456789ab",
+        ] {
+            acme.certificate_arn = bad.into();
+            let message = invalid_message(&acme);
+            assert!(message.contains("ACME certificate"), "{bad}: {message}");
+        }
     }
 }

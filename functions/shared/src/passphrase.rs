@@ -1,7 +1,7 @@
 //! The export passphrase: 32 characters from [A-Za-z0-9] drawn from the operating system's
 //! randomness, which ACM accepts (4-128 ASCII bytes, no `# $ %`).
 
-use certship_shared::CertshipError;
+use crate::CertshipError;
 use rand::TryRng;
 use rand::rngs::SysRng;
 
