@@ -36,7 +36,7 @@ demo: system-packages venv ## deploy and renew a certificate on the local cloud,
 # Rust, rustfmt and clippy come with the machine (rust-toolchain.toml names them).
 setup: system-packages venv node-packages ## install everything the build and tests need
 
-system-packages: ## shellcheck, jq, strace, openssl (apt-get, as root)
+system-packages: ## shellcheck, jq, strace, openssl, pebble (apt-get, as root)
 	@scripts/install-system-packages.sh
 
 venv: $(VENV_STAMP) ## the project's Python virtualenv (moto server, AWS CLI)
@@ -76,7 +76,7 @@ shellcheck:
 
 # The Step Functions definition, checked against the Amazon States Language.
 asl-validate: node-packages
-	npx --no-install asl-validator --json-path statemachine/certificate-deployment.asl.json
+	npx --no-install asl-validator --json-path statemachine/certificate-deployment.asl.json --json-path statemachine/acme-issuance.asl.json
 
 # The SAM template, with the SAM transform applied (cfn-lint does it offline).
 cfn-lint: venv

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests need (shellcheck, jq, strace, openssl) when any is
-# missing. As root it runs apt-get; otherwise it says what to install and fails.
+# Installs the Debian packages the tests need (shellcheck, jq, strace, openssl, and pebble, the
+# local ACME CA: /usr/bin/pebble and pebble-challtestsrv) when any is missing. As root it runs
+# apt-get; otherwise it says what to install and fails.
 set -euo pipefail
 
-packages=(shellcheck jq strace openssl)
+# Each package's command has the package's name.
+packages=(shellcheck jq strace openssl pebble)
 missing=()
 for package in "${packages[@]}"; do
   command -v "$package" >/dev/null 2>&1 || missing+=("$package")

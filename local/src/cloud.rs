@@ -10,7 +10,7 @@ use super::run_command::RunCommand;
 use super::state_manager::{AgentSettings, StateManager};
 use anyhow::{Context, Result, bail};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use certship_moto::{MotoOptions, MotoServer};
+use certship_moto::{AcmeCa, AcmeCaOptions, MotoOptions, MotoServer};
 use certship_shared::rules::{ReloadAllowlist, RequestRules};
 use certship_stack::document::CommandDocument;
 use dispatch_install::AssociationSettings;
@@ -41,6 +41,9 @@ pub struct LocalOptions {
     /// The emulated SSM Agents' clock: how often they list their associations and how long an
     /// hour of an association's schedule lasts.
     pub agent: AgentSettings,
+    /// How long the local ACME CA's certificates are valid (Pebble's default, 5 years, when
+    /// `None`); a short one makes them due for renewal at once.
+    pub acme_certificate_validity_seconds: Option<u64>,
 }
 
 impl LocalOptions {
@@ -55,6 +58,7 @@ impl LocalOptions {
             association: association_settings(&AssociationOverrides::default())
                 .unwrap_or_else(|e| unreachable!("the defaults are valid: {e}")),
             agent: AgentSettings::default(),
+            acme_certificate_validity_seconds: None,
         }
     }
 }
@@ -122,6 +126,8 @@ pub struct LocalCloud {
     pub moto_port: u16,
     pub region: String,
     pub state_machine_arn: String,
+    /// The ACME issuance workflow.
+    pub acme_state_machine_arn: String,
     pub table_name: String,
     /// The evidence table (the template's `EvidenceTable`).
     pub evidence_table_name: String,
@@ -132,6 +138,8 @@ pub struct LocalCloud {
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     moto: MotoServer,
+    /// The local ACME CA (Pebble), validating DNS-01 against the emulated Route53.
+    pub acme_ca: AcmeCa,
 }
 
 /// SDK configuration for an endpoint of the local cloud, with its dummy credentials.
@@ -192,6 +200,21 @@ async fn start_moto(
         .context("the thread starting moto server panicked")?
 }
 
+/// Starts the local ACME CA: Pebble, validating DNS-01 against moto's Route53 through a DNS
+/// responder that reads the zones on every query.
+async fn start_acme_ca(project: &Path, options: &LocalOptions, moto_port: u16) -> Result<AcmeCa> {
+    let mut ca_options = AcmeCaOptions::new(
+        project.join(".venv/bin/python"),
+        project,
+        format!("http://127.0.0.1:{moto_port}"),
+        options.state_dir.join("acme-ca"),
+    );
+    ca_options.certificate_validity_seconds = options.acme_certificate_validity_seconds;
+    tokio::task::spawn_blocking(move || AcmeCa::start(&ca_options))
+        .await
+        .context("the thread starting the ACME CA panicked")?
+}
+
 /// The install document only writes below directories its `allowedPattern` accepts; a state
 /// directory whose path it refuses (spaces, `+`, too deep) would fail every host, so say so now.
 fn check_host_paths(project: &Path, hosts_dir: &Path) -> Result<()> {
@@ -250,6 +273,7 @@ impl LocalCloud {
         let moto_config =
             sdk_config(&format!("http://127.0.0.1:{moto_port}"), &options.region).await;
         let config = sdk_config(&endpoint, &options.region).await;
+        let acme_ca = start_acme_ca(&project, &options, moto_port).await?;
 
         let state_machine_arn = format!(
             "arn:aws:states:{}:{}:stateMachine:{}",
@@ -281,6 +305,9 @@ impl LocalCloud {
                 evidence_table_name: provision::EVIDENCE_TABLE_NAME.into(),
                 rules,
                 association: options.association.clone(),
+                acme: acme_certificate::Settings {
+                    ca_bundle: Some(acme_ca.tls_ca_pem_path().to_path_buf()),
+                },
             },
         ));
         let runner = Arc::new(HostRunner::new(HostEnvironment {
@@ -317,6 +344,7 @@ impl LocalCloud {
 
         let Provisioned {
             state_machine_arn: created_arn,
+            acme_state_machine_arn,
             renewal_queue_url,
             output_queue_url,
         } = provision::provision(&config, &project, &options.region).await?;
@@ -346,6 +374,7 @@ impl LocalCloud {
             moto_port,
             region: options.region,
             state_machine_arn,
+            acme_state_machine_arn,
             table_name: provision::TABLE_NAME.into(),
             evidence_table_name: provision::EVIDENCE_TABLE_NAME.into(),
             hosts,
@@ -355,6 +384,7 @@ impl LocalCloud {
             shutdown,
             tasks,
             moto,
+            acme_ca,
         })
     }
 

@@ -18,15 +18,17 @@ pub enum Function {
     CheckInstallStatus,
     RenewalTrigger,
     RecordHostEvidence,
+    AcmeCertificate,
 }
 
 impl Function {
-    pub const ALL: [Function; 5] = [
+    pub const ALL: [Function; 6] = [
         Function::ExportCertificate,
         Function::DispatchInstall,
         Function::CheckInstallStatus,
         Function::RenewalTrigger,
         Function::RecordHostEvidence,
+        Function::AcmeCertificate,
     ];
 
     /// The function's name in the local cloud.
@@ -37,6 +39,7 @@ impl Function {
             Function::CheckInstallStatus => "certship-check-install-status",
             Function::RenewalTrigger => "certship-renewal-trigger",
             Function::RecordHostEvidence => "certship-record-host-evidence",
+            Function::AcmeCertificate => "certship-acme-certificate",
         }
     }
 
@@ -46,6 +49,7 @@ impl Function {
             Function::ExportCertificate => Some("ExportCertificateFunctionArn"),
             Function::DispatchInstall => Some("DispatchInstallFunctionArn"),
             Function::CheckInstallStatus => Some("CheckInstallStatusFunctionArn"),
+            Function::AcmeCertificate => Some("AcmeCertificateFunctionArn"),
             Function::RenewalTrigger | Function::RecordHostEvidence => None,
         }
     }
@@ -92,6 +96,8 @@ pub struct FunctionSettings {
     pub evidence_table_name: String,
     pub rules: RequestRules,
     pub association: dispatch_install::AssociationSettings,
+    /// The acme-certificate function's settings (the local ACME CA's TLS root).
+    pub acme: acme_certificate::Settings,
 }
 
 /// The functions with their state, built once like a warm Lambda container.
@@ -101,6 +107,7 @@ pub struct Functions {
     check: check_install_status::AppState,
     renewal: renewal_trigger::AppState,
     evidence: record_host_evidence::AppState,
+    acme: acme_certificate::AppState,
     faults: Mutex<HashMap<Function, VecDeque<FunctionError>>>,
     invocations: Mutex<HashMap<Function, Invocations>>,
 }
@@ -171,6 +178,10 @@ impl Functions {
                     table_name: settings.table_name,
                     state_machine_arn: settings.state_machine_arn,
                 },
+            ),
+            acme: acme_certificate::AppState::new(
+                &config(Function::AcmeCertificate),
+                settings.acme,
             ),
             faults: Mutex::new(HashMap::new()),
             invocations: Mutex::new(HashMap::new()),
@@ -257,6 +268,9 @@ impl Functions {
             }
             Function::RecordHostEvidence => {
                 output(record_host_evidence::handler(&self.evidence, decode(payload)?).await?)
+            }
+            Function::AcmeCertificate => {
+                output(acme_certificate::handler(&self.acme, decode(payload)?).await?)
             }
         }
     }

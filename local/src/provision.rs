@@ -12,6 +12,8 @@ use std::path::Path;
 pub const TABLE_NAME: &str = "certship-mappings";
 pub const DOCUMENT_NAME: &str = "Install-Certificate-Linux";
 pub const STATE_MACHINE_NAME: &str = "certship-certificate-deployment";
+/// The ACME issuance workflow's name in the local cloud.
+pub const ACME_STATE_MACHINE_NAME: &str = "certship-acme-issuance";
 pub const RENEWAL_RULE_NAME: &str = "certship-acm-renewal";
 /// EventBridge in the emulator cannot invoke Lambda, so the rule's target is this queue, which
 /// the local cloud drains into renewal-trigger.
@@ -36,20 +38,22 @@ pub fn dispatch_role_arn() -> String {
 }
 
 pub const ASL_PATH: &str = "statemachine/certificate-deployment.asl.json";
+pub const ACME_ASL_PATH: &str = "statemachine/acme-issuance.asl.json";
 pub use certship_stack::document::INSTALL_DOCUMENT_PATH as DOCUMENT_PATH;
 
 /// What provisioning created.
 #[derive(Debug, Clone)]
 pub struct Provisioned {
     pub state_machine_arn: String,
+    pub acme_state_machine_arn: String,
     pub renewal_queue_url: String,
     /// Where the output bucket's notifications go, for record-host-evidence.
     pub output_queue_url: String,
 }
 
-/// The ASL with the function ARNs substituted, refusing any placeholder left over.
-pub fn state_machine_definition(project: &Path, region: &str) -> Result<String> {
-    let path = project.join(ASL_PATH);
+/// The ASL at `asl_path` with the function ARNs substituted, refusing any placeholder left over.
+pub fn state_machine_definition(project: &Path, asl_path: &str, region: &str) -> Result<String> {
+    let path = project.join(asl_path);
     let mut definition =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     for function in Function::ALL {
@@ -61,12 +65,12 @@ pub fn state_machine_definition(project: &Path, region: &str) -> Result<String> 
         let rest = &definition[start..];
         let end = rest.find('}').map_or(rest.len(), |i| i + 1);
         bail!(
-            "{ASL_PATH} uses {} which the local cloud does not define",
+            "{asl_path} uses {} which the local cloud does not define",
             &rest[..end]
         );
     }
     serde_json::from_str::<serde_json::Value>(&definition)
-        .with_context(|| format!("{ASL_PATH} is not valid JSON"))?;
+        .with_context(|| format!("{asl_path} is not valid JSON"))?;
     Ok(definition)
 }
 
@@ -78,18 +82,16 @@ pub async fn provision(config: &SdkConfig, project: &Path, region: &str) -> Resu
         .await
         .context("creating the mapping table")?;
     create_document(&aws_sdk_ssm::Client::new(config), project).await?;
-    let state_machine_arn = aws_sdk_sfn::Client::new(config)
-        .create_state_machine()
-        .name(STATE_MACHINE_NAME)
-        .definition(state_machine_definition(project, region)?)
-        .role_arn(format!(
-            "arn:aws:iam::{}:role/certship-state-machine",
-            super::ACCOUNT_ID
-        ))
-        .send()
-        .await
-        .context("creating the state machine")?
-        .state_machine_arn;
+    let state_machine_arn =
+        create_state_machine(config, project, region, STATE_MACHINE_NAME, ASL_PATH).await?;
+    let acme_state_machine_arn = create_state_machine(
+        config,
+        project,
+        region,
+        ACME_STATE_MACHINE_NAME,
+        ACME_ASL_PATH,
+    )
+    .await?;
     let renewal_queue_url = create_renewal_rule(config, &template.renewal_rule_pattern()?).await?;
     template
         .create_table(
@@ -103,9 +105,31 @@ pub async fn provision(config: &SdkConfig, project: &Path, region: &str) -> Resu
     let output_queue_url = create_output_bucket(config, &template, region).await?;
     Ok(Provisioned {
         state_machine_arn,
+        acme_state_machine_arn,
         renewal_queue_url,
         output_queue_url,
     })
+}
+
+async fn create_state_machine(
+    config: &SdkConfig,
+    project: &Path,
+    region: &str,
+    name: &str,
+    asl_path: &str,
+) -> Result<String> {
+    Ok(aws_sdk_sfn::Client::new(config)
+        .create_state_machine()
+        .name(name)
+        .definition(state_machine_definition(project, asl_path, region)?)
+        .role_arn(format!(
+            "arn:aws:iam::{}:role/certship-state-machine",
+            super::ACCOUNT_ID
+        ))
+        .send()
+        .await
+        .with_context(|| format!("creating the state machine {name}"))?
+        .state_machine_arn)
 }
 
 /// The association output bucket, notifying a queue of what record-host-evidence's S3 event
@@ -268,7 +292,7 @@ mod tests {
         let write = |text: &str| std::fs::write(project.path().join(ASL_PATH), text).unwrap();
 
         write(r#"{"States": {"A": {"Resource": "${DispatchInstallFunctionArn}"}}}"#);
-        let definition = state_machine_definition(project.path(), "eu-west-1").unwrap();
+        let definition = state_machine_definition(project.path(), ASL_PATH, "eu-west-1").unwrap();
         assert!(
             definition.contains(
                 "arn:aws:lambda:eu-west-1:123456789012:function:certship-dispatch-install"
@@ -276,7 +300,7 @@ mod tests {
         );
 
         write(r#"{"States": {"A": {"Resource": "${SomethingElse}"}}}"#);
-        let err = state_machine_definition(project.path(), "eu-west-1").unwrap_err();
+        let err = state_machine_definition(project.path(), ASL_PATH, "eu-west-1").unwrap_err();
         assert!(err.to_string().contains("${SomethingElse}"), "{err}");
     }
 }

@@ -35,6 +35,9 @@ pub struct RunningCloud {
     pub endpoint: String,
     pub region: String,
     pub state_machine_arn: String,
+    /// The ACME issuance workflow (empty in the record of a cloud from before it).
+    #[serde(default)]
+    pub acme_state_machine_arn: String,
     pub table_name: String,
     #[serde(default)]
     pub evidence_table_name: String,
@@ -152,6 +155,7 @@ mod tests {
             endpoint: "http://127.0.0.1:1".into(),
             region: "us-east-1".into(),
             state_machine_arn: "arn".into(),
+            acme_state_machine_arn: "acme-arn".into(),
             table_name: "t".into(),
             evidence_table_name: "e".into(),
             hosts_dir: dir.path().join("hosts"),

@@ -40,15 +40,17 @@ pub async fn run_foreground(options: LocalOptions) -> Result<bool> {
         endpoint: cloud.endpoint.clone(),
         region: cloud.region.clone(),
         state_machine_arn: cloud.state_machine_arn.clone(),
+        acme_state_machine_arn: cloud.acme_state_machine_arn.clone(),
         table_name: cloud.table_name.clone(),
         evidence_table_name: cloud.evidence_table_name.clone(),
         hosts_dir: cloud.hosts.dir().to_path_buf(),
     }
     .write(&state)?;
     eprintln!(
-        "The local cloud runs at {}\n  state machine {}\n  mapping table {}\n  evidence table {}\n  hosts under {}\nPoint the AWS CLI at it with: eval \"$(certship local env)\"\nCtrl-C stops it.",
+        "The local cloud runs at {}\n  state machine {}\n  ACME state machine {}\n  mapping table {}\n  evidence table {}\n  hosts under {}\nPoint the AWS CLI at it with: eval \"$(certship local env)\"\nCtrl-C stops it.",
         cloud.endpoint,
         cloud.state_machine_arn,
+        cloud.acme_state_machine_arn,
         cloud.table_name,
         cloud.evidence_table_name,
         cloud.hosts.dir().display()

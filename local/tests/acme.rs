@@ -1,0 +1,420 @@
+//! The ACME issuance workflow end to end on the local cloud: the real state machine on moto,
+//! acme-certificate's handler, moto's Route53, and Pebble validating DNS-01 through a DNS
+//! responder that reads those zones. Certificates are checked with `openssl`.
+
+use aws_sdk_sfn::types::ExecutionStatus;
+use certship_local::{LocalCloud, LocalOptions};
+use certship_shared::acme::{
+    IssueRequest, KeyType, account_secret_name, certificate_secret_name, challenge_record_name,
+};
+use certship_shared::{ExportResult, pem};
+use serde::Deserialize;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+async fn start() -> (LocalCloud, tempfile::TempDir) {
+    certship_testkit::moto::venv_python().unwrap();
+    let state = tempfile::Builder::new()
+        .prefix("certship-acme-")
+        .tempdir()
+        .unwrap();
+    let mut options = LocalOptions::new(certship_testkit::moto::project_root());
+    options.state_dir = state.path().to_path_buf();
+    (LocalCloud::start(options).await.unwrap(), state)
+}
+
+async fn zone(cloud: &LocalCloud, name: &str) -> String {
+    let out = aws_sdk_route53::Client::new(cloud.sdk_config())
+        .create_hosted_zone()
+        .name(name)
+        .caller_reference(format!("test-{name}"))
+        .send()
+        .await
+        .unwrap();
+    out.hosted_zone()
+        .unwrap()
+        .id()
+        .trim_start_matches("/hostedzone/")
+        .to_string()
+}
+
+fn request(cloud: &LocalCloud, zone_id: &str, domains: &[&str], key_type: KeyType) -> IssueRequest {
+    IssueRequest {
+        domains: domains.iter().map(|d| d.to_string()).collect(),
+        hosted_zone_id: zone_id.to_string(),
+        key_type,
+        directory: cloud.acme_ca.directory_url(),
+        contact: vec!["mailto:ops@certship.test".into()],
+    }
+}
+
+/// How an issuance ended: its status, output and history (every event, as JSON text).
+struct Ended {
+    status: ExecutionStatus,
+    output: serde_json::Value,
+    error: Option<String>,
+    cause: Option<String>,
+    history: String,
+}
+
+async fn issue(cloud: &LocalCloud, request: &IssueRequest) -> Ended {
+    let sfn = aws_sdk_sfn::Client::new(cloud.sdk_config());
+    let started = sfn
+        .start_execution()
+        .state_machine_arn(&cloud.acme_state_machine_arn)
+        .name(format!(
+            "t{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ))
+        .input(serde_json::to_string(request).unwrap())
+        .send()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let described = sfn
+            .describe_execution()
+            .execution_arn(started.execution_arn())
+            .send()
+            .await
+            .unwrap();
+        if described.status() != &ExecutionStatus::Running {
+            let history = sfn
+                .get_execution_history()
+                .execution_arn(started.execution_arn())
+                .send()
+                .await
+                .unwrap();
+            return Ended {
+                status: described.status().clone(),
+                output: described
+                    .output()
+                    .map(|o| serde_json::from_str(o).unwrap())
+                    .unwrap_or_default(),
+                error: described.error().map(str::to_string),
+                cause: described.cause().map(str::to_string),
+                history: format!("{:?}", history.events()),
+            };
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the issuance did not end in 120 s"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The TXT values at `name` in the zone.
+async fn txt_values(cloud: &LocalCloud, zone_id: &str, name: &str) -> Vec<String> {
+    let out = aws_sdk_route53::Client::new(cloud.sdk_config())
+        .list_resource_record_sets()
+        .hosted_zone_id(zone_id)
+        .send()
+        .await
+        .unwrap();
+    out.resource_record_sets()
+        .iter()
+        .filter(|s| s.name() == name && s.r#type().as_str() == "TXT")
+        .flat_map(|s| s.resource_records())
+        .map(|r| r.value().to_string())
+        .collect()
+}
+
+async fn secret_string(cloud: &LocalCloud, name: &str) -> Option<(String, String)> {
+    let got = aws_sdk_secretsmanager::Client::new(cloud.sdk_config())
+        .get_secret_value()
+        .secret_id(name)
+        .send()
+        .await
+        .ok()?;
+    Some((
+        got.secret_string()?.to_string(),
+        got.version_id()?.to_string(),
+    ))
+}
+
+/// The fields of the certificate's bundle the test checks.
+#[derive(Deserialize)]
+struct Bundle {
+    certificate: String,
+    chain: String,
+    fullchain: String,
+    encrypted_private_key: String,
+    passphrase: String,
+    serial: String,
+    not_after: String,
+    expiry: String,
+    obtained_at: String,
+    domains: Vec<String>,
+    certificate_arn: String,
+}
+
+fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs (make system-packages installs it)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Checks the bundle as a host would: the key decrypts with the passphrase and matches the
+/// leaf, and the chain verifies against the CA's issuing root.
+async fn assert_installable(cloud: &LocalCloud, bundle: &Bundle, key_type: KeyType) {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+    write("leaf.pem", &bundle.certificate);
+    write("chain.pem", &bundle.chain);
+    write("key.pem", &bundle.encrypted_private_key);
+    write("pass", &bundle.passphrase);
+    write(
+        "root.pem",
+        &cloud.acme_ca.issuing_roots_pem().await.unwrap(),
+    );
+    assert!(
+        bundle
+            .encrypted_private_key
+            .starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    );
+    assert_eq!(
+        bundle.fullchain,
+        format!("{}{}", bundle.certificate, bundle.chain)
+    );
+
+    let (ok, key_public) = openssl(
+        dir.path(),
+        &["pkey", "-in", "key.pem", "-passin", "file:pass", "-pubout"],
+    );
+    assert!(
+        ok,
+        "the key does not decrypt with its passphrase: {key_public}"
+    );
+    let (ok, leaf_public) = openssl(
+        dir.path(),
+        &["x509", "-in", "leaf.pem", "-noout", "-pubkey"],
+    );
+    assert!(ok, "{leaf_public}");
+    assert_eq!(
+        key_public, leaf_public,
+        "the key does not match the certificate"
+    );
+    let (ok, verified) = openssl(
+        dir.path(),
+        &[
+            "verify",
+            "-CAfile",
+            "root.pem",
+            "-untrusted",
+            "chain.pem",
+            "leaf.pem",
+        ],
+    );
+    assert!(ok && verified.contains("leaf.pem: OK"), "{verified}");
+    let (_, text) = openssl(dir.path(), &["x509", "-in", "leaf.pem", "-noout", "-text"]);
+    match key_type {
+        KeyType::Rsa2048 => assert!(text.contains("Public-Key: (2048 bit)"), "{text}"),
+        KeyType::EcP256 => assert!(text.contains("prime256v1"), "{text}"),
+        KeyType::EcP384 => assert!(text.contains("secp384r1"), "{text}"),
+    }
+    assert_eq!(
+        Some(bundle.serial.clone()),
+        pem::pem_serial(&bundle.certificate)
+    );
+    assert_eq!(bundle.expiry, bundle.not_after);
+    assert!(bundle.obtained_at.ends_with('Z'), "{}", bundle.obtained_at);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_name_and_its_wildcard_are_issued_stored_and_their_records_removed() {
+    let (cloud, _state) = start().await;
+    let zone_id = zone(&cloud, "certship.test.").await;
+    for key_type in [KeyType::EcP256, KeyType::Rsa2048] {
+        // given a name and its wildcard in a zone of the emulated Route53
+        let request = request(
+            &cloud,
+            &zone_id,
+            &["certship.test", "*.certship.test"],
+            key_type,
+        );
+
+        // when the issuance runs
+        let ended = issue(&cloud, &request).await;
+
+        // then it succeeds, and the state holds references only
+        assert_eq!(
+            ended.status,
+            ExecutionStatus::Succeeded,
+            "{:?}: {:?} {:?}",
+            key_type,
+            ended.error,
+            ended.cause
+        );
+        let issued: ExportResult = serde_json::from_value(ended.output["Issued"].clone()).unwrap();
+        let (secret, version) =
+            secret_string(&cloud, &certificate_secret_name(&request.certificate_id()))
+                .await
+                .expect("the certificate's secret exists");
+        assert_eq!(issued.secret_version_id, version);
+        let bundle: Bundle = serde_json::from_str(&secret).unwrap();
+        assert_eq!(
+            bundle.certificate_arn,
+            format!("acme:{}", request.certificate_id())
+        );
+        assert_eq!(issued.serial, bundle.serial);
+        assert_eq!(issued.domains, ["certship.test", "*.certship.test"]);
+        assert_eq!(bundle.domains, issued.domains);
+        assert_eq!(issued.key_algorithm, key_type.acm_name());
+        assert_installable(&cloud, &bundle, key_type).await;
+
+        // and no TXT value is left behind, and no secret reached the state or its history
+        assert_eq!(
+            txt_values(&cloud, &zone_id, &challenge_record_name("certship.test")).await,
+            Vec::<String>::new()
+        );
+        let (account, _) = secret_string(&cloud, &account_secret_name(request.directory_url()))
+            .await
+            .unwrap();
+        let account_key: serde_json::Value = serde_json::from_str(&account).unwrap();
+        let account_key = account_key["key_pkcs8"].as_str().unwrap();
+        let body = |pem: &str| {
+            pem.lines()
+                .filter(|l| !l.starts_with("-----"))
+                .collect::<String>()
+        };
+        for (what, text) in [
+            ("the output", ended.output.to_string()),
+            ("the history", ended.history.clone()),
+        ] {
+            certship_testkit::assert_no_secret(
+                what,
+                &text,
+                &[
+                    &bundle.passphrase,
+                    account_key,
+                    &body(&bundle.encrypted_private_key)[..64],
+                ],
+            );
+        }
+    }
+    cloud.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_record_the_ca_cannot_see_fails_the_challenge_and_is_removed_all_the_same() {
+    let (cloud, _state) = start().await;
+    // given a delegated subzone: the parent zone covers www.sub.certship.test, but DNS answers
+    // for it from the subzone, so a record written into the parent is invisible to the CA
+    let parent = zone(&cloud, "certship.test.").await;
+    zone(&cloud, "sub.certship.test.").await;
+    let request = request(&cloud, &parent, &["www.sub.certship.test"], KeyType::EcP256);
+
+    let ended = issue(&cloud, &request).await;
+
+    assert_eq!(ended.status, ExecutionStatus::Failed);
+    assert_eq!(
+        ended.error.as_deref(),
+        Some("ChallengeFailed"),
+        "{:?}",
+        ended.cause
+    );
+    let cause = ended.cause.unwrap_or_default();
+    assert!(
+        cause.contains("_acme-challenge.www.sub.certship.test."),
+        "{cause}"
+    );
+    assert!(cause.contains("unauthorized"), "{cause}");
+    let name = challenge_record_name("www.sub.certship.test");
+    assert_eq!(
+        txt_values(&cloud, &parent, &name).await,
+        Vec::<String>::new()
+    );
+    assert!(
+        secret_string(&cloud, &certificate_secret_name(&request.certificate_id()))
+            .await
+            .is_none(),
+        "a failed issuance stores nothing"
+    );
+    cloud.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_name_outside_the_zone_is_refused_before_any_order_or_account() {
+    let (cloud, _state) = start().await;
+    let zone_id = zone(&cloud, "certship.test.").await;
+    let request = request(
+        &cloud,
+        &zone_id,
+        &["certship.test", "other.test"],
+        KeyType::EcP256,
+    );
+
+    let ended = issue(&cloud, &request).await;
+
+    assert_eq!(ended.status, ExecutionStatus::Failed);
+    assert_eq!(
+        ended.error.as_deref(),
+        Some("DomainNotInZone"),
+        "{:?}",
+        ended.cause
+    );
+    assert!(ended.cause.unwrap_or_default().contains("other.test"));
+    assert!(
+        secret_string(&cloud, &account_secret_name(request.directory_url()))
+            .await
+            .is_none(),
+        "no account was registered"
+    );
+    cloud.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_account_the_ca_forgot_is_registered_again_and_replaced() {
+    let (mut cloud, _state) = start().await;
+    let zone_id = zone(&cloud, "certship.test.").await;
+    let request = request(&cloud, &zone_id, &["www.certship.test"], KeyType::EcP256);
+    let first = issue(&cloud, &request).await;
+    assert_eq!(
+        first.status,
+        ExecutionStatus::Succeeded,
+        "{:?}",
+        first.cause
+    );
+    let (_, account_version) = secret_string(&cloud, &account_secret_name(request.directory_url()))
+        .await
+        .unwrap();
+
+    // when Pebble restarts, it has forgotten every account (its state is in memory)
+    let ca = &mut cloud.acme_ca;
+    tokio::task::block_in_place(|| ca.restart()).unwrap();
+    let second = issue(&cloud, &request).await;
+
+    // then the issuance registers a new account, stores it, and succeeds
+    assert_eq!(
+        second.status,
+        ExecutionStatus::Succeeded,
+        "{:?}",
+        second.cause
+    );
+    let (_, new_version) = secret_string(&cloud, &account_secret_name(request.directory_url()))
+        .await
+        .unwrap();
+    assert_ne!(
+        new_version, account_version,
+        "the account's credentials were replaced"
+    );
+    let (secret, _) = secret_string(&cloud, &certificate_secret_name(&request.certificate_id()))
+        .await
+        .unwrap();
+    let bundle: Bundle = serde_json::from_str(&secret).unwrap();
+    assert_installable(&cloud, &bundle, KeyType::EcP256).await;
+    cloud.stop().await;
+}
