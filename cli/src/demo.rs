@@ -168,7 +168,7 @@ fn say(line: &str) {
 
 /// Runs the demo on a local cloud of its own.
 pub async fn run(options: LocalOptions) -> Result<()> {
-    let mut steps = Steps { total: 12, done: 0 };
+    let mut steps = Steps { total: 14, done: 0 };
     println!("certship demo: the whole workflow on the local cloud, no AWS account needed");
 
     steps.next("Starting the local cloud");
@@ -344,6 +344,65 @@ async fn scenario(cloud: &LocalCloud, steps: &mut Steps) -> Result<()> {
         "the prod host got files on renewal"
     );
     say(&format!("{} (env=prod): still untouched", prod.instance_id));
+
+    steps.next("Issuing a wildcard certificate from the local ACME CA (`certship acme issue`)");
+    let zone = aws_sdk_route53::Client::new(config)
+        .create_hosted_zone()
+        .name("demo.certship.test.")
+        .caller_reference("certship-demo")
+        .send()
+        .await
+        .context("creating the demo's hosted zone")?;
+    let zone_id = zone
+        .hosted_zone()
+        .map(|z| z.id().trim_start_matches("/hostedzone/").to_string())
+        .context("CreateHostedZone returned no zone")?;
+    say(&format!(
+        "hosted zone demo.certship.test. ({zone_id}) in the emulated Route53; Pebble, a real ACME \
+         CA, at {}",
+        cloud.acme_ca.directory_url()
+    ));
+    let acme_request = certship_shared::acme::IssueRequest {
+        domains: vec!["*.demo.certship.test".into(), "demo.certship.test".into()],
+        hosted_zone_id: zone_id,
+        key_type: certship_shared::acme::KeyType::EcP256,
+        directory: cloud.acme_ca.directory_url(),
+        contact: vec![],
+    };
+    let mut progress = Vec::new();
+    let outcome = crate::commands::acme::issue(
+        &aws_sdk_sfn::Client::new(config),
+        &cloud.acme_state_machine_arn,
+        &acme_request,
+        &mut progress,
+    )
+    .await?;
+    say(&String::from_utf8_lossy(&progress));
+    let crate::commands::acme::IssueResult::Issued(issued) = &outcome.result else {
+        anyhow::bail!("the ACME issuance failed");
+    };
+
+    steps.next("Deploying acme:<id> to env=dev, like an ACM certificate");
+    let wildcard = "wildcard";
+    let acme_deployment = crate::demo::request(
+        &format!("acme:{}", outcome.certificate_id),
+        wildcard,
+        ("env", "dev"),
+        Some("nginx"),
+    );
+    say(&serde_json::to_string(&acme_deployment)?);
+    let execution = start_deployment(config, &cloud.state_machine_arn, &acme_deployment).await?;
+    let ending = follow_and_print(config, &execution).await?;
+    ensure!(
+        ending.succeeded(),
+        "the ACME deployment ended {:?}: {:?} {:?}",
+        ending.status,
+        ending.error,
+        ending.cause
+    );
+    let output = ending.output.context("the execution has no output")?;
+    let counts = output.install.context("no install check")?.hosts;
+    show_hosts(cloud, counts, &dev, wildcard, &issued.serial)?;
     Ok(())
 }
 

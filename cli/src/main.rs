@@ -3,7 +3,7 @@
 //! This file only parses and dispatches: each command's arguments sit beside its `run()` in
 //! `commands/<name>.rs`.
 
-use certship_cli::commands::{deploy, follow, history, hosts, local, status, unmap};
+use certship_cli::commands::{acme, deploy, follow, history, hosts, local, status, unmap};
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -32,6 +32,8 @@ enum Command {
     History(history::HistoryArgs),
     /// Remove a mapping, its association, evidence and secret (the files already on hosts stay)
     Unmap(unmap::UnmapArgs),
+    /// Issue certificates from an ACME CA (Let's Encrypt), proving each name with DNS-01 in Route53
+    Acme(acme::AcmeArgs),
     /// Run certship on this machine, on an embedded AWS emulator: no account needed
     Local(local::LocalArgs),
 }
@@ -45,6 +47,7 @@ async fn main() -> ExitCode {
         Command::Hosts(args) => args.run().await,
         Command::History(args) => args.run().await,
         Command::Unmap(args) => args.run().await,
+        Command::Acme(args) => args.run().await,
         Command::Local(args) => args.run().await,
     };
     match result {

@@ -19,8 +19,9 @@ Through the API, the request is signed (SigV4) with your usual AWS credentials, 
 execute-api:Invoke on it; with --direct (or only --state-machine-arn), states:StartExecution.
 Exit codes with --wait: 0 deployed, 3 the deployment failed, 1 any other error.")]
 pub struct DeployArgs {
-    /// The ACM certificate to deploy
-    #[arg(long, value_name = "ARN")]
+    /// The certificate to deploy: an ACM certificate's ARN, or acme:<id> for one that
+    /// `certship acme issue` issued
+    #[arg(long, visible_alias = "certificate", value_name = "ARN|acme:ID")]
     certificate_arn: String,
     /// The file name on hosts: <NAME>-cert.pem, <NAME>-chain.pem, <NAME>-fullchain.pem, <NAME>-privkey.pem
     #[arg(long, value_name = "NAME")]

@@ -1,4 +1,4 @@
-//! The operator commands: `deploy`, `follow`, `status`, `hosts`, `history` and `unmap`. They talk to AWS
+//! The operator commands: `deploy`, `follow`, `status`, `hosts`, `history`, `unmap` and `acme`. They talk to AWS
 //! through the normal credential chain, and to the local cloud the same way: it is just another
 //! endpoint (`eval "$(certship local env)"` or `--endpoint-url`).
 
@@ -31,6 +31,7 @@ use clap::{Args, ValueEnum};
 pub mod env {
     pub const STACK: &str = "CERTSHIP_STACK";
     pub const STATE_MACHINE_ARN: &str = "CERTSHIP_STATE_MACHINE_ARN";
+    pub const ACME_STATE_MACHINE_ARN: &str = "CERTSHIP_ACME_STATE_MACHINE_ARN";
     pub const TABLE_NAME: &str = "CERTSHIP_TABLE_NAME";
     pub const EVIDENCE_TABLE_NAME: &str = "CERTSHIP_EVIDENCE_TABLE_NAME";
     pub const API_URL: &str = "CERTSHIP_API_URL";
@@ -59,6 +60,9 @@ pub struct StackArgs {
     /// The deployment state machine (default: the stack's StateMachineArn output)
     #[arg(long, value_name = "ARN", env = env::STATE_MACHINE_ARN)]
     pub state_machine_arn: Option<String>,
+    /// The ACME issuance state machine (default: the stack's AcmeIssuanceStateMachineArn output)
+    #[arg(long, value_name = "ARN", env = env::ACME_STATE_MACHINE_ARN)]
+    pub acme_state_machine_arn: Option<String>,
     /// The mapping table (default: the stack's TableName output)
     #[arg(long, value_name = "NAME", env = env::TABLE_NAME)]
     pub table_name: Option<String>,

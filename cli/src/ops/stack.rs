@@ -51,11 +51,23 @@ impl<'a> Resources<'a> {
     /// The per-host evidence table. A stack from before convergence has no such output, and
     /// the error says so rather than suggesting it is not a certship stack.
     pub async fn evidence_table_name(&self) -> Result<String> {
-        if let Some(value) = &self.args.evidence_table_name {
+        self.resolve_later(self.args.evidence_table_name.as_ref(), &EVIDENCE)
+            .await
+    }
+
+    /// The ACME issuance state machine; a stack from before ACME issuance has none, and the
+    /// error says so.
+    pub async fn acme_state_machine_arn(&self) -> Result<String> {
+        self.resolve_later(self.args.acme_state_machine_arn.as_ref(), &ACME_ISSUANCE)
+            .await
+    }
+
+    async fn resolve_later(&self, given: Option<&String>, later: &LaterOutput) -> Result<String> {
+        if let Some(value) = given {
             return Ok(value.clone());
         }
-        let outputs = self.outputs(EVIDENCE_FLAG).await?;
-        evidence_output(self.args.stack.as_deref().unwrap_or_default(), outputs)
+        let outputs = self.outputs(later.flag).await?;
+        later.read(self.args.stack.as_deref().unwrap_or_default(), outputs)
     }
 
     async fn resolve(&self, given: Option<&String>, output: &str, flag: &str) -> Result<String> {
@@ -86,23 +98,47 @@ impl<'a> Resources<'a> {
     }
 }
 
-const EVIDENCE_OUTPUT: &str = "EvidenceTableName";
-const EVIDENCE_FLAG: &str = "--evidence-table-name";
+/// An output that certship stacks gained in a later version: a stack without it may be an
+/// older certship, and the error tells that apart from a stack that is not certship at all.
+struct LaterOutput {
+    output: &'static str,
+    flag: &'static str,
+    /// What the stack predates, as the error names it.
+    feature: &'static str,
+}
 
-/// The evidence table among a stack's outputs, or why it is not there.
-fn evidence_output(stack: &str, outputs: &HashMap<String, String>) -> Result<String> {
-    if let Some(value) = outputs.get(EVIDENCE_OUTPUT) {
-        return Ok(value.clone());
+const EVIDENCE: LaterOutput = LaterOutput {
+    output: "EvidenceTableName",
+    flag: "--evidence-table-name",
+    feature: "per-host evidence (convergence)",
+};
+
+const ACME_ISSUANCE: LaterOutput = LaterOutput {
+    output: "AcmeIssuanceStateMachineArn",
+    flag: "--acme-state-machine-arn",
+    feature: "ACME issuance",
+};
+
+impl LaterOutput {
+    /// The output among a stack's outputs, or why it is not there.
+    fn read(&self, stack: &str, outputs: &HashMap<String, String>) -> Result<String> {
+        let Self {
+            output,
+            flag,
+            feature,
+        } = self;
+        if let Some(value) = outputs.get(*output) {
+            return Ok(value.clone());
+        }
+        // Every certship stack has had this output since the first version.
+        if outputs.contains_key("StateMachineArn") {
+            bail!(
+                "stack {stack} has no output {output}: it predates {feature}. \
+                 Update the stack to this version of certship, or pass {flag}"
+            );
+        }
+        bail!("stack {stack} has no output {output}; is it a certship stack? Pass {flag} instead")
     }
-    if outputs.contains_key("StateMachineArn") {
-        bail!(
-            "stack {stack} has no output {EVIDENCE_OUTPUT}: it predates per-host evidence \
-             (convergence). Update the stack to this version of certship, or pass {EVIDENCE_FLAG}"
-        );
-    }
-    bail!(
-        "stack {stack} has no output {EVIDENCE_OUTPUT}; is it a certship stack? Pass {EVIDENCE_FLAG} instead"
-    )
 }
 
 async fn stack_outputs(
@@ -137,23 +173,64 @@ mod tests {
             "StateMachineArn".to_string(),
             "arn:aws:states:eu-west-1:111122223333:stateMachine:certship".to_string(),
         )]);
-        let older = evidence_output("certship", &outputs)
-            .unwrap_err()
-            .to_string();
+        let older = EVIDENCE.read("certship", &outputs).unwrap_err().to_string();
         assert!(
             older.contains("stack certship has no output EvidenceTableName")
                 && older.contains("predates per-host evidence")
                 && older.contains("--evidence-table-name"),
             "{older}"
         );
-        let other = evidence_output("web", &HashMap::new())
+        let other = EVIDENCE
+            .read("web", &HashMap::new())
             .unwrap_err()
             .to_string();
         assert!(other.contains("is it a certship stack?"), "{other}");
         outputs.insert("EvidenceTableName".into(), "certship-evidence".into());
         assert_eq!(
-            evidence_output("certship", &outputs).unwrap(),
+            EVIDENCE.read("certship", &outputs).unwrap(),
             "certship-evidence"
         );
+    }
+
+    #[test]
+    fn a_stack_from_before_acme_issuance_says_so() {
+        let mut outputs = HashMap::from([(
+            "StateMachineArn".to_string(),
+            "arn:aws:states:eu-west-1:111122223333:stateMachine:certship".to_string(),
+        )]);
+        let older = ACME_ISSUANCE
+            .read("certship", &outputs)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            older.contains("no output AcmeIssuanceStateMachineArn: it predates ACME issuance")
+                && older.contains("--acme-state-machine-arn"),
+            "{older}"
+        );
+        let arn = "arn:aws:states:eu-west-1:111122223333:stateMachine:certship-acme-issuance";
+        outputs.insert("AcmeIssuanceStateMachineArn".into(), arn.into());
+        assert_eq!(ACME_ISSUANCE.read("certship", &outputs).unwrap(), arn);
+    }
+
+    /// The outputs read here are the template's: a renamed output fails this test, not an
+    /// operator's command.
+    #[test]
+    fn the_outputs_read_are_the_templates() {
+        let template = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../cloudformation/template.yaml"),
+        )
+        .unwrap();
+        let outputs = template
+            .split_once("\nOutputs:\n")
+            .expect("the template's Outputs")
+            .1;
+        for later in [&EVIDENCE, &ACME_ISSUANCE] {
+            assert!(
+                outputs.contains(&format!("\n  {}:\n", later.output)),
+                "{}",
+                later.output
+            );
+        }
     }
 }

@@ -82,10 +82,11 @@ impl LocalArgs {
 fn status(state: &Path) {
     match RunningCloud::read(state) {
         Some(r) => println!(
-            "running (pid {}) at {}\nstate machine {}\nmapping table {}\nevidence table {}\nhosts under {}",
+            "running (pid {}) at {}\nstate machine {}\nACME state machine {}\nmapping table {}\nevidence table {}\nhosts under {}",
             r.pid,
             r.endpoint,
             r.state_machine_arn,
+            r.acme_state_machine_arn,
             r.table_name,
             r.evidence_table_name,
             r.hosts_dir.display()
@@ -96,8 +97,10 @@ fn status(state: &Path) {
 
 /// The shell exports that point the AWS CLI, the SDKs and the operator commands at `cloud`.
 pub fn env(cloud: &RunningCloud) -> String {
-    use crate::ops::env::{API_URL, EVIDENCE_TABLE_NAME, STATE_MACHINE_ARN, TABLE_NAME};
-    format!(
+    use crate::ops::env::{
+        ACME_STATE_MACHINE_ARN, API_URL, EVIDENCE_TABLE_NAME, STATE_MACHINE_ARN, TABLE_NAME,
+    };
+    let mut exports = format!(
         "export AWS_ENDPOINT_URL={endpoint}\nexport AWS_ACCESS_KEY_ID=testing\nexport AWS_SECRET_ACCESS_KEY=testing\nexport AWS_DEFAULT_REGION={region}\nexport AWS_REGION={region}\nexport {STATE_MACHINE_ARN}={}\nexport {TABLE_NAME}={}\nexport {EVIDENCE_TABLE_NAME}={}\nexport {API_URL}={endpoint}{}",
         cloud.state_machine_arn,
         cloud.table_name,
@@ -105,7 +108,15 @@ pub fn env(cloud: &RunningCloud) -> String {
         certship_local::API_PATH,
         endpoint = cloud.endpoint,
         region = cloud.region,
-    )
+    );
+    // A cloud started by a certship from before ACME issuance has none to export.
+    if !cloud.acme_state_machine_arn.is_empty() {
+        exports.push_str(&format!(
+            "\nexport {ACME_STATE_MACHINE_ARN}={}",
+            cloud.acme_state_machine_arn
+        ));
+    }
+    exports
 }
 
 async fn renew(state: &Path, certificate_arn: &str) -> Result<()> {
@@ -142,4 +153,37 @@ fn init_logs(
                 .unwrap_or_else(|_| "info,aws_config=warn,aws_smithy_runtime=warn".into()),
         )
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cloud(acme_state_machine_arn: &str) -> RunningCloud {
+        RunningCloud {
+            pid: 1,
+            endpoint: "http://127.0.0.1:4566".into(),
+            region: "us-east-1".into(),
+            state_machine_arn:
+                "arn:aws:states:us-east-1:123456789012:stateMachine:certship-certificate-deployment"
+                    .into(),
+            acme_state_machine_arn: acme_state_machine_arn.into(),
+            table_name: "certship-mappings".into(),
+            evidence_table_name: "certship-evidence".into(),
+            hosts_dir: PathBuf::from("/tmp/hosts"),
+        }
+    }
+
+    #[test]
+    fn env_exports_the_acme_state_machine_of_a_cloud_that_has_one() {
+        let arn = "arn:aws:states:us-east-1:123456789012:stateMachine:certship-acme-issuance";
+        let exports = env(&cloud(arn));
+        assert!(
+            exports.contains(&format!("\nexport CERTSHIP_ACME_STATE_MACHINE_ARN={arn}")),
+            "{exports}"
+        );
+        assert!(exports.contains("\nexport CERTSHIP_STATE_MACHINE_ARN=arn:aws:states:us-east-1:123456789012:stateMachine:certship-certificate-deployment\n"));
+        let older = env(&cloud(""));
+        assert!(!older.contains("ACME"), "{older}");
+    }
 }
