@@ -131,8 +131,8 @@ lambda-target:
 	  exit 1; }
 
 # sam build runs `cargo lambda build --release --arm64 --bin BIN` in the workspace root for each
-# function, one after the other, in the workspace's own target/ directory. Building the five bins
-# in one cargo first is the same build (sam's five runs then find them fresh: seconds), but
+# function, one after the other, in the workspace's own target/ directory. Building the six bins
+# in one cargo first is the same build (sam's six runs then find them fresh: seconds), but
 # overlaps the single-threaded LTO links (with four functions: 11 minutes cold here instead of
 # 18). The same build because without -p cargo resolves features for the whole workspace, and
 # because every function's graph has crc-fast, whose cdylib sets how LTO builds the crates below
@@ -149,5 +149,5 @@ deploy: package ## package, then sam deploy (--guided the first time); needs AWS
 	$(DEPLOY_ENV) sam deploy $$guided --config-file $(SAM_CONFIG)
 
 # Where the arm64 target cannot be added: the same release build for x86-64, as a compile check.
-release-check: deploy-venv ## release-build the five functions for x86-64 (check only; the stack is arm64)
+release-check: deploy-venv ## release-build the six functions for x86-64 (check only; the stack is arm64)
 	$(DEPLOY_ENV) cargo lambda build --release --x86-64 $(addprefix --bin ,$(LAMBDA_BINS))
