@@ -90,17 +90,19 @@ unit-and-integration: venv
 
 test: setup fmt-check clippy unused-deps shellcheck asl-validate cfn-lint unit-and-integration ## formatting, lints, unit and integration tests
 
+# `--all-targets`, as `make test` builds: without it cargo resolves features without the
+# dev-dependencies' and rebuilds the SDK crates, minutes in CI after `make test`.
 # The bench runs the local cloud in a debug build (what it times is certship's path through the
 # emulated services, not the emulator's speed); the cold start needs the release bootstraps.
 bench: venv ## speed and cost from 1 to 1,000 hosts beside the seed's design (~40 min; table + target/bench/results.json)
 	cargo build --release $(addprefix --bin ,$(LAMBDA_BINS))
-	cargo build --workspace
+	cargo build --workspace --all-targets
 	$(BENCH) --bootstraps target/release $(BENCH_ARGS)
 
 # CI keeps the bench working at 1 and 10 hosts, a small storm and the debug bootstraps' cold
 # start; it asserts no timing.
 bench-ci: venv
-	cargo build --workspace
+	cargo build --workspace --all-targets
 	$(BENCH) --hosts 1,10 --storm-mappings 100 --storm-certificates 20 --bootstraps target/debug --cold-start-runs 3 --out target/bench/ci-results.json
 
 clean: ## remove build output and the virtualenv
