@@ -5,9 +5,9 @@
 use aws_sdk_secretsmanager::operation::create_secret::CreateSecretError;
 use aws_sdk_secretsmanager::types::Tag;
 use certship_shared::acme::{IssueRequest, KeyType, SOURCE_PREFIX, certificate_secret_name};
+use certship_shared::bundle::{AcmeFields, SecretBundle, fullchain, written_version};
 use certship_shared::passphrase::Passphrase;
 use certship_shared::{CertshipError, ExportResult, pem, time};
-use serde::Serialize;
 use std::time::{Duration, SystemTime};
 
 /// Tag key carrying the ACME certificate's id on its secret.
@@ -111,26 +111,6 @@ fn pem_blocks(pem: &str) -> Vec<String> {
     blocks
 }
 
-/// The secret's JSON: DESIGN's bundle (what ACM exports hold) and the fields existing Let's
-/// Encrypt tooling reads (`expiry`, `obtained_at`). Deliberately not `Debug`.
-#[derive(Serialize)]
-struct SecretBundle<'a> {
-    certificate_arn: &'a str,
-    certificate: &'a str,
-    chain: &'a str,
-    fullchain: String,
-    encrypted_private_key: &'a str,
-    passphrase: &'a str,
-    serial: &'a str,
-    not_after: &'a str,
-    domains: &'a [String],
-    exported_at: &'a str,
-    expiry: &'a str,
-    obtained_at: &'a str,
-    key_type: &'a str,
-    directory: &'a str,
-}
-
 /// Encrypts the key with a fresh passphrase and writes the bundle as the certificate's secret's
 /// new current version. Returns `$.Issued`, which holds references only.
 pub async fn store(
@@ -150,17 +130,19 @@ pub async fn store(
         certificate_arn: &source,
         certificate: &issued.leaf,
         chain: &issued.chain,
-        fullchain: format!("{}{}", issued.leaf, issued.chain),
+        fullchain: fullchain(&issued.leaf, &issued.chain),
         encrypted_private_key: &encrypted_key,
         passphrase: passphrase.expose(),
         serial: &issued.serial,
         not_after: &not_after,
         domains: &issued.domains,
         exported_at: &now,
-        expiry: &not_after,
-        obtained_at: &now,
-        key_type: request.key_type.as_str(),
-        directory: request.directory_url(),
+        acme: Some(AcmeFields {
+            expiry: &not_after,
+            obtained_at: &now,
+            key_type: request.key_type.as_str(),
+            directory: request.directory_url(),
+        }),
     };
     let secret_string = serde_json::to_string(&bundle)
         .map_err(|e| CertshipError::Service(format!("could not encode the bundle: {e}")))?;
@@ -205,7 +187,7 @@ async fn write_secret(
         .send()
         .await;
     match created {
-        Ok(out) => return arn_and_version(out.arn, out.version_id),
+        Ok(out) => return written_version("CreateSecret", out.arn, out.version_id),
         Err(err) => match err.as_service_error() {
             Some(CreateSecretError::ResourceExistsException(_)) => {}
             _ => return Err(CertshipError::from_sdk("CreateSecret", err)),
@@ -218,15 +200,7 @@ async fn write_secret(
         .send()
         .await
         .map_err(|e| CertshipError::from_sdk("PutSecretValue", e))?;
-    arn_and_version(put.arn, put.version_id)
-}
-
-fn arn_and_version(
-    arn: Option<String>,
-    version: Option<String>,
-) -> Result<(String, String), CertshipError> {
-    arn.zip(version)
-        .ok_or_else(|| CertshipError::Service("Secrets Manager returned no ARN or version".into()))
+    written_version("PutSecretValue", put.arn, put.version_id)
 }
 
 #[cfg(test)]

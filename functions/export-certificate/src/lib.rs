@@ -11,9 +11,9 @@ use aws_sdk_secretsmanager::types::Tag;
 use aws_smithy_types::Blob;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use certship_shared::arn::CertificateArn;
+use certship_shared::bundle::{SecretBundle, fullchain, written_version};
 use certship_shared::rules::{CertificateSource, RequestRules, validate_request};
 use certship_shared::{CertshipError, ExportResult, WorkflowState, naming, pem, time};
-use serde::Serialize;
 use std::time::SystemTime;
 
 mod acme;
@@ -38,21 +38,6 @@ impl AppState {
             rules,
         }
     }
-}
-
-/// The secret's JSON, as DESIGN's bundle. Deliberately not `Debug`: it is never formatted.
-#[derive(Serialize)]
-struct SecretBundle<'a> {
-    certificate_arn: &'a str,
-    certificate: &'a str,
-    chain: &'a str,
-    fullchain: String,
-    encrypted_private_key: &'a str,
-    passphrase: &'a str,
-    serial: &'a str,
-    not_after: &'a str,
-    domains: &'a [String],
-    exported_at: &'a str,
 }
 
 /// Tag key carrying the certificate ARN on every secret.
@@ -122,6 +107,7 @@ pub async fn handler(
         not_after: &not_after,
         domains: &domains,
         exported_at: &exported_at,
+        acme: None,
     };
     let secret_string = serde_json::to_string(&bundle)
         .map_err(|e| CertshipError::Service(format!("could not encode the secret bundle: {e}")))?;
@@ -247,20 +233,6 @@ fn export_error(
     }
 }
 
-/// Leaf followed by chain, each PEM block ending in a newline.
-fn fullchain(leaf: &str, chain: &str) -> String {
-    let mut out = String::with_capacity(leaf.len() + chain.len() + 1);
-    out.push_str(leaf);
-    if !out.ends_with('\n') {
-        out.push('\n');
-    }
-    out.push_str(chain);
-    if !chain.is_empty() && !out.ends_with('\n') {
-        out.push('\n');
-    }
-    out
-}
-
 pub(crate) fn tag(key: &str, value: &str) -> Tag {
     Tag::builder().key(key).value(value).build()
 }
@@ -283,7 +255,7 @@ pub(crate) async fn write_secret(
         .send()
         .await;
     match created {
-        Ok(out) => return arn_and_version("CreateSecret", out.arn, out.version_id),
+        Ok(out) => return written_version("CreateSecret", out.arn, out.version_id),
         Err(err) => match err.as_service_error() {
             Some(CreateSecretError::ResourceExistsException(_)) => {}
             Some(CreateSecretError::InvalidRequestException(e))
@@ -307,7 +279,7 @@ pub(crate) async fn write_secret(
         .send()
         .await
         .map_err(|e| CertshipError::from_sdk("PutSecretValue", e))?;
-    let (arn, version) = arn_and_version("PutSecretValue", put.arn, put.version_id)?;
+    let (arn, version) = written_version("PutSecretValue", put.arn, put.version_id)?;
     secrets
         .tag_resource()
         .secret_id(&arn)
@@ -316,19 +288,6 @@ pub(crate) async fn write_secret(
         .await
         .map_err(|e| CertshipError::from_sdk("TagResource", e))?;
     Ok((arn, version))
-}
-
-fn arn_and_version(
-    operation: &str,
-    arn: Option<String>,
-    version: Option<String>,
-) -> Result<(String, String), CertshipError> {
-    match (arn, version) {
-        (Some(arn), Some(version)) => Ok((arn, version)),
-        _ => Err(CertshipError::Service(format!(
-            "{operation} returned no ARN or version"
-        ))),
-    }
 }
 
 #[cfg(test)]

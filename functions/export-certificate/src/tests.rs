@@ -508,10 +508,3 @@ async fn a_certificate_in_another_region_is_exported_there() {
     handler(&state(home, secrets), request(&arn)).await.unwrap();
     assert_eq!(export.num_calls(), 1);
 }
-
-#[test]
-fn fullchain_is_leaf_then_chain_with_newlines() {
-    assert_eq!(fullchain("A\n", "B\n"), "A\nB\n");
-    assert_eq!(fullchain("A", "B"), "A\nB\n");
-    assert_eq!(fullchain("A\n", ""), "A\n");
-}

@@ -2,11 +2,12 @@
 //! producer and the consumer of a state can never drift apart.
 //!
 //! Modules depend on one another in one direction only: `serial` on nothing of the crate's,
-//! `env` and `arn` on `error`, `rules` on `arn` and `env`, `pem` and `host_report` on `serial`,
+//! `env`, `arn` and `bundle` on `error`, `rules` on `arn` and `env`, `pem` and `host_report` on `serial`,
 //! and the records (`mapping`, `event`, `evidence`) on the payload types and `host_report`.
 
 pub mod acme;
 pub mod arn;
+pub mod bundle;
 pub mod env;
 pub mod error;
 pub mod event;
