@@ -129,6 +129,8 @@ async fn storm(
         Settings {
             table_name: table_name.to_string(),
             state_machine_arn: machine.clone(),
+            acme_table_name: String::new(),
+            acme_state_machine_arn: String::new(),
         },
     ));
 

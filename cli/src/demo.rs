@@ -368,6 +368,7 @@ async fn scenario(cloud: &LocalCloud, steps: &mut Steps) -> Result<()> {
         key_type: certship_shared::acme::KeyType::EcP256,
         directory: cloud.acme_ca.directory_url(),
         contact: vec![],
+        renew_days_before: None,
     };
     let mut progress = Vec::new();
     let outcome = crate::commands::acme::issue(

@@ -128,6 +128,8 @@ pub struct LocalCloud {
     pub state_machine_arn: String,
     /// The ACME issuance workflow.
     pub acme_state_machine_arn: String,
+    /// The registry of ACME certificates (the template's `AcmeCertificateTable`).
+    pub acme_table_name: String,
     pub table_name: String,
     /// The evidence table (the template's `EvidenceTable`).
     pub evidence_table_name: String,
@@ -140,6 +142,8 @@ pub struct LocalCloud {
     moto: MotoServer,
     /// The local ACME CA (Pebble), validating DNS-01 against the emulated Route53.
     pub acme_ca: AcmeCa,
+    /// The template's renewal schedule input, placeholders and all.
+    renewal_schedule_input: String,
 }
 
 /// SDK configuration for an endpoint of the local cloud, with its dummy credentials.
@@ -290,7 +294,9 @@ impl LocalCloud {
         let mut units = rules.reload_allowlist().units().to_vec();
         units.sort();
         units.dedup();
-        let request_model = certship_stack::Template::load(&project)?
+        let template = certship_stack::Template::load(&project)?;
+        let renewal_schedule_input = template.renewal_schedule_input()?;
+        let request_model = template
             .request_model(
                 &certship_stack::StackValues::new(rules.partition(), options.region.clone())
                     .parameter("AllowedReloadServices", units.join(",")),
@@ -307,7 +313,14 @@ impl LocalCloud {
                 association: options.association.clone(),
                 acme: acme_certificate::Settings {
                     ca_bundle: Some(acme_ca.tls_ca_pem_path().to_path_buf()),
+                    table_name: provision::ACME_TABLE_NAME.into(),
                 },
+                acme_state_machine_arn: format!(
+                    "arn:aws:states:{}:{}:stateMachine:{}",
+                    options.region,
+                    super::ACCOUNT_ID,
+                    provision::ACME_STATE_MACHINE_NAME
+                ),
             },
         ));
         let runner = Arc::new(HostRunner::new(HostEnvironment {
@@ -375,6 +388,7 @@ impl LocalCloud {
             region: options.region,
             state_machine_arn,
             acme_state_machine_arn,
+            acme_table_name: provision::ACME_TABLE_NAME.into(),
             table_name: provision::TABLE_NAME.into(),
             evidence_table_name: provision::EVIDENCE_TABLE_NAME.into(),
             hosts,
@@ -385,12 +399,27 @@ impl LocalCloud {
             tasks,
             moto,
             acme_ca,
+            renewal_schedule_input,
         })
     }
 
     /// SDK configuration that reaches this cloud through the gateway.
     pub fn sdk_config(&self) -> &SdkConfig {
         &self.config
+    }
+
+    /// Fires the ACME renewal schedule once, as EventBridge Scheduler does at `scheduled_time`
+    /// (moto never fires schedules; see [`super::renewal::schedule_input`]), and returns
+    /// renewal-trigger's answer: what the sweep found and started.
+    pub async fn fire_renewal_schedule(
+        &self,
+        scheduled_time: std::time::SystemTime,
+    ) -> Result<serde_json::Value> {
+        let input = super::renewal::schedule_input(&self.renewal_schedule_input, scheduled_time)?;
+        self.functions
+            .invoke(Function::RenewalTrigger, input)
+            .await
+            .map_err(|e| anyhow::anyhow!("the renewal sweep failed: {e:?}"))
     }
 
     /// Invokes one of the functions as Lambda would.

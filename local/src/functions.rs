@@ -98,6 +98,8 @@ pub struct FunctionSettings {
     pub association: dispatch_install::AssociationSettings,
     /// The acme-certificate function's settings (the local ACME CA's TLS root).
     pub acme: acme_certificate::Settings,
+    /// The ACME issuance machine renewal-trigger's sweep starts.
+    pub acme_state_machine_arn: String,
 }
 
 /// The functions with their state, built once like a warm Lambda container.
@@ -177,6 +179,8 @@ impl Functions {
                 renewal_trigger::Settings {
                     table_name: settings.table_name,
                     state_machine_arn: settings.state_machine_arn,
+                    acme_table_name: settings.acme.table_name.clone(),
+                    acme_state_machine_arn: settings.acme_state_machine_arn,
                 },
             ),
             acme: acme_certificate::AppState::new(

@@ -14,7 +14,11 @@ pub const DOCUMENT_NAME: &str = "Install-Certificate-Linux";
 pub const STATE_MACHINE_NAME: &str = "certship-certificate-deployment";
 /// The ACME issuance workflow's name in the local cloud.
 pub const ACME_STATE_MACHINE_NAME: &str = "certship-acme-issuance";
-pub const RENEWAL_RULE_NAME: &str = "certship-acm-renewal";
+/// The local rules are named `certship-<event name, lower case>` (`certship-acmrenewal`,
+/// `certship-acmeissued`), one per `EventBridgeRule` event of renewal-trigger.
+pub const RULE_NAME_PREFIX: &str = "certship-";
+/// The registry of ACME certificates (`AcmeCertificateTable`).
+pub const ACME_TABLE_NAME: &str = "certship-acme-certificates";
 /// EventBridge in the emulator cannot invoke Lambda, so the rule's target is this queue, which
 /// the local cloud drains into renewal-trigger.
 pub const RENEWAL_QUEUE_NAME: &str = "certship-local-renewal-events";
@@ -92,7 +96,8 @@ pub async fn provision(config: &SdkConfig, project: &Path, region: &str) -> Resu
         ACME_ASL_PATH,
     )
     .await?;
-    let renewal_queue_url = create_renewal_rule(config, &template.renewal_rule_pattern()?).await?;
+    let renewal_queue_url =
+        create_renewal_rules(config, &template.renewal_rule_patterns()?).await?;
     template
         .create_table(
             &aws_sdk_dynamodb::Client::new(config),
@@ -102,6 +107,15 @@ pub async fn provision(config: &SdkConfig, project: &Path, region: &str) -> Resu
         .send()
         .await
         .context("creating the evidence table")?;
+    template
+        .create_table(
+            &aws_sdk_dynamodb::Client::new(config),
+            certship_stack::ACME_TABLE,
+            ACME_TABLE_NAME,
+        )?
+        .send()
+        .await
+        .context("creating the ACME certificate registry")?;
     let output_queue_url = create_output_bucket(config, &template, region).await?;
     Ok(Provisioned {
         state_machine_arn,
@@ -255,29 +269,34 @@ async fn create_document(ssm: &aws_sdk_ssm::Client, project: &Path) -> Result<()
     Ok(())
 }
 
-async fn create_renewal_rule(config: &SdkConfig, pattern: &str) -> Result<String> {
+/// One rule per renewal-trigger `EventBridgeRule` event (ACM's renewals, the ACME issuances),
+/// all routed to the one queue the local cloud drains into renewal-trigger.
+async fn create_renewal_rules(config: &SdkConfig, patterns: &[(String, String)]) -> Result<String> {
     let (queue_url, queue_arn) = create_queue(config, RENEWAL_QUEUE_NAME).await?;
     let events = aws_sdk_eventbridge::Client::new(config);
-    events
-        .put_rule()
-        .name(RENEWAL_RULE_NAME)
-        .event_pattern(pattern)
-        .description("ACM renewals reach renewal-trigger")
-        .send()
-        .await
-        .context("creating the renewal rule")?;
-    events
-        .put_targets()
-        .rule(RENEWAL_RULE_NAME)
-        .targets(
-            aws_sdk_eventbridge::types::Target::builder()
-                .id("renewal-trigger")
-                .arn(queue_arn)
-                .build()?,
-        )
-        .send()
-        .await
-        .context("targeting the renewal rule")?;
+    for (event, pattern) in patterns {
+        let rule = format!("{RULE_NAME_PREFIX}{}", event.to_ascii_lowercase());
+        events
+            .put_rule()
+            .name(&rule)
+            .event_pattern(pattern)
+            .description(format!("renewal-trigger's {event} events"))
+            .send()
+            .await
+            .with_context(|| format!("creating the rule {rule}"))?;
+        events
+            .put_targets()
+            .rule(&rule)
+            .targets(
+                aws_sdk_eventbridge::types::Target::builder()
+                    .id("renewal-trigger")
+                    .arn(&queue_arn)
+                    .build()?,
+            )
+            .send()
+            .await
+            .with_context(|| format!("targeting the rule {rule}"))?;
+    }
     Ok(queue_url)
 }
 

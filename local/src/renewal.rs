@@ -1,6 +1,9 @@
 //! Emulated ACM renewal: the emulator re-issues the certificate under the same ARN, and the
 //! "ACM Certificate Available" / `RENEWAL` event goes onto the bus, where the renewal rule (the
 //! template's pattern) routes it to a queue that the local cloud drains into renewal-trigger.
+//! certship's own "ACME Certificate Issued" takes the same way, by its own rule.
+//!
+//! Emulated too: the ACME renewal schedule, which moto stores but never fires ([`schedule_input`]).
 
 use super::functions::{Function, Functions};
 use anyhow::{Context, Result, bail};
@@ -96,4 +99,81 @@ pub async fn drain_renewal_queue(
         shutdown,
     )
     .await;
+}
+
+/// The placeholder EventBridge Scheduler replaces with the invocation's scheduled time.
+pub const SCHEDULED_TIME: &str = "<aws.scheduler.scheduled-time>";
+
+/// What the renewal schedule invokes renewal-trigger with at `scheduled_time`: the template's
+/// `Input` with its context attribute filled in.
+///
+/// What AWS does: at each time of the schedule's expression (within its flexible window),
+/// EventBridge Scheduler invokes the target with the schedule's `Input`, replacing
+/// `<aws.scheduler.scheduled-time>` with the time the schedule was due, like
+/// `2022-03-22T18:59:43Z`, and retrying per the `RetryPolicy` ("Adding context attributes in
+/// EventBridge Scheduler" and "Configuring a dead-letter queue" in the EventBridge Scheduler User
+/// Guide). The local cloud fires it only when asked ([`crate::LocalCloud::fire_renewal_schedule`]),
+/// once, with the same input: no timer, no retries, no window.
+pub fn schedule_input(
+    template_input: &str,
+    scheduled_time: std::time::SystemTime,
+) -> Result<serde_json::Value> {
+    if !template_input.contains(SCHEDULED_TIME) {
+        bail!("the schedule's Input {template_input} has no {SCHEDULED_TIME}");
+    }
+    let input = template_input.replace(
+        SCHEDULED_TIME,
+        &certship_shared::time::rfc3339(scheduled_time),
+    );
+    serde_json::from_str(&input)
+        .with_context(|| format!("the schedule's Input {input} is not JSON"))
+}
+
+/// Fires the renewal schedule of the local cloud at `endpoint` once, now, from another process
+/// (`certship local sweep`): renewal-trigger invoked through the gateway's Lambda Invoke with the
+/// input of `project`'s template. Returns the sweep's result; a function error is an error.
+pub async fn fire_schedule(endpoint: &str, project: &std::path::Path) -> Result<serde_json::Value> {
+    let template = certship_stack::Template::load(project)?;
+    let input = schedule_input(
+        &template.renewal_schedule_input()?,
+        std::time::SystemTime::now(),
+    )?;
+    let url = format!(
+        "{endpoint}/2015-03-31/functions/{}/invocations",
+        Function::RenewalTrigger.name()
+    );
+    let answer = certship_moto::http::post_json(&url, &input)
+        .await
+        .with_context(|| format!("invoking renewal-trigger at {endpoint}"))?;
+    if let Some(error) = answer.get("errorType").and_then(|e| e.as_str()) {
+        bail!(
+            "the sweep failed: {error}: {}",
+            answer["errorMessage"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_template_s_input_gets_the_scheduled_time_and_stays_json() {
+        let at = certship_shared::time::parse_rfc3339("2026-11-27T03:00:00Z").unwrap();
+        let template = certship_stack::Template::load(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .unwrap(),
+        )
+        .unwrap();
+        let input = schedule_input(&template.renewal_schedule_input().unwrap(), at).unwrap();
+        assert_eq!(
+            input,
+            serde_json::json!({"Sweep": {"ScheduledTime": "2026-11-27T03:00:00Z"}})
+        );
+        let decoded: renewal_trigger::Input = serde_json::from_value(input).unwrap();
+        assert!(matches!(decoded, renewal_trigger::Input::Sweep { .. }));
+        assert!(schedule_input("{}", at).is_err());
+    }
 }

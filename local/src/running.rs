@@ -38,6 +38,9 @@ pub struct RunningCloud {
     /// The ACME issuance workflow (empty in the record of a cloud from before it).
     #[serde(default)]
     pub acme_state_machine_arn: String,
+    /// The ACME certificates' registry (empty in the record of a cloud from before it).
+    #[serde(default)]
+    pub acme_table_name: String,
     pub table_name: String,
     #[serde(default)]
     pub evidence_table_name: String,
@@ -156,6 +159,7 @@ mod tests {
             region: "us-east-1".into(),
             state_machine_arn: "arn".into(),
             acme_state_machine_arn: "acme-arn".into(),
+            acme_table_name: "acme-t".into(),
             table_name: "t".into(),
             evidence_table_name: "e".into(),
             hosts_dir: dir.path().join("hosts"),

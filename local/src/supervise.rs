@@ -41,6 +41,7 @@ pub async fn run_foreground(options: LocalOptions) -> Result<bool> {
         region: cloud.region.clone(),
         state_machine_arn: cloud.state_machine_arn.clone(),
         acme_state_machine_arn: cloud.acme_state_machine_arn.clone(),
+        acme_table_name: cloud.acme_table_name.clone(),
         table_name: cloud.table_name.clone(),
         evidence_table_name: cloud.evidence_table_name.clone(),
         hosts_dir: cloud.hosts.dir().to_path_buf(),

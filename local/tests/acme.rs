@@ -7,6 +7,8 @@ use certship_local::{LocalCloud, LocalOptions};
 use certship_shared::acme::{
     IssueRequest, KeyType, account_secret_name, certificate_secret_name, challenge_record_name,
 };
+use certship_shared::acme_registry::Registration;
+use certship_shared::event::{DETAIL_TYPE_RENEWAL_FAILED, RenewalFailedEvent};
 use certship_shared::{ExportResult, pem};
 use serde::Deserialize;
 use std::path::Path;
@@ -46,6 +48,7 @@ fn request(cloud: &LocalCloud, zone_id: &str, domains: &[&str], key_type: KeyTyp
         key_type,
         directory: cloud.acme_ca.directory_url(),
         contact: vec!["mailto:ops@certship.test".into()],
+        renew_days_before: None,
     }
 }
 
@@ -308,41 +311,166 @@ async fn a_name_and_its_wildcard_are_issued_stored_and_their_records_removed() {
     cloud.stop().await;
 }
 
+/// A queue that receives what the template's `RenewalFailedRule` matches, as its subscribers
+/// would: `Certificate Renewal Failed` from certship.
+async fn renewal_failures_queue(cloud: &LocalCloud) -> (aws_sdk_sqs::Client, String) {
+    let sqs = aws_sdk_sqs::Client::new(cloud.sdk_config());
+    let events = aws_sdk_eventbridge::Client::new(cloud.sdk_config());
+    let url = sqs
+        .create_queue()
+        .queue_name("renewal-failures")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    events
+        .put_rule()
+        .name("renewal-failures")
+        .event_pattern(
+            serde_json::json!({"source": ["certship"], "detail-type": [DETAIL_TYPE_RENEWAL_FAILED]})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    events
+        .put_targets()
+        .rule("renewal-failures")
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("q")
+                .arn(arn)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    (sqs, url)
+}
+
+/// The registry item of `request`'s certificate.
+async fn registered(cloud: &LocalCloud, request: &IssueRequest) -> Option<Registration> {
+    let item = aws_sdk_dynamodb::Client::new(cloud.sdk_config())
+        .get_item()
+        .table_name(&cloud.acme_table_name)
+        .key(
+            certship_shared::acme_registry::attr::CERTIFICATE_ID,
+            aws_sdk_dynamodb::types::AttributeValue::S(request.certificate_id()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .item?;
+    Some(Registration::from_item(&item).unwrap())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_record_the_ca_cannot_see_fails_the_challenge_and_is_removed_all_the_same() {
+async fn a_record_the_ca_cannot_see_fails_the_challenge_and_a_renewal_failure_is_told() {
     let (cloud, _state) = start().await;
-    // given a delegated subzone: the parent zone covers www.sub.certship.test, but DNS answers
-    // for it from the subzone, so a record written into the parent is invisible to the CA
+    let (sqs, failures) = renewal_failures_queue(&cloud).await;
+    // given a certificate issued for a name of the parent zone
     let parent = zone(&cloud, "certship.test.").await;
-    zone(&cloud, "sub.certship.test.").await;
-    let request = request(&cloud, &parent, &["www.sub.certship.test"], KeyType::EcP256);
-
-    let ended = issue(&cloud, &request).await;
-
-    assert_eq!(ended.status, ExecutionStatus::Failed);
+    let renewing = request(&cloud, &parent, &["www.sub.certship.test"], KeyType::EcP256);
+    let first = issue(&cloud, &renewing).await;
     assert_eq!(
-        ended.error.as_deref(),
-        Some("ChallengeFailed"),
+        first.status,
+        ExecutionStatus::Succeeded,
         "{:?}",
-        ended.cause
+        first.cause
     );
-    let cause = ended.cause.unwrap_or_default();
+    let before = registered(&cloud, &renewing)
+        .await
+        .expect("registered once issued");
+    assert_eq!(before.failed_attempts, 0);
+
+    // and then a delegated subzone: the parent zone covers www.sub.certship.test, but DNS answers
+    // for it from the subzone, so a record written into the parent is invisible to the CA
+    zone(&cloud, "sub.certship.test.").await;
+
+    // when the certificate is issued again (renewed), and a new one for another name of the
+    // subzone is issued for the first time
+    let renewal = issue(&cloud, &renewing).await;
+    let never = request(&cloud, &parent, &["new.sub.certship.test"], KeyType::EcP256);
+    let ended = issue(&cloud, &never).await;
+
+    // then both fail the challenge, naming the record and the CA's reason, and leave no record
+    for (ended, name) in [
+        (&renewal, "www.sub.certship.test"),
+        (&ended, "new.sub.certship.test"),
+    ] {
+        assert_eq!(ended.status, ExecutionStatus::Failed);
+        assert_eq!(
+            ended.error.as_deref(),
+            Some("ChallengeFailed"),
+            "{:?}",
+            ended.cause
+        );
+        let cause = ended.cause.clone().unwrap_or_default();
+        assert!(cause.contains(&challenge_record_name(name)), "{cause}");
+        assert!(cause.contains("unauthorized"), "{cause}");
+        assert_eq!(
+            txt_values(&cloud, &parent, &challenge_record_name(name)).await,
+            Vec::<String>::new()
+        );
+    }
     assert!(
-        cause.contains("_acme-challenge.www.sub.certship.test."),
-        "{cause}"
-    );
-    assert!(cause.contains("unauthorized"), "{cause}");
-    let name = challenge_record_name("www.sub.certship.test");
-    assert_eq!(
-        txt_values(&cloud, &parent, &name).await,
-        Vec::<String>::new()
-    );
-    assert!(
-        secret_string(&cloud, &certificate_secret_name(&request.certificate_id()))
+        secret_string(&cloud, &certificate_secret_name(&never.certificate_id()))
             .await
             .is_none(),
         "a failed issuance stores nothing"
     );
+
+    // and the renewal's failure is counted in the registry and told as "Certificate Renewal
+    // Failed", with how long the certificate on the hosts has left; the new one is not
+    // registered (nothing to renew) and tells nothing
+    let after = registered(&cloud, &renewing).await.unwrap();
+    assert_eq!(after.failed_attempts, 1);
+    assert!(
+        after
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("ChallengeFailed: ") && !e.contains("errorMessage")),
+        "{:?}",
+        after.last_error
+    );
+    assert_eq!(
+        after.serial, before.serial,
+        "the installed certificate stays"
+    );
+    assert!(registered(&cloud, &never).await.is_none());
+    let received = sqs
+        .receive_message()
+        .queue_url(&failures)
+        .max_number_of_messages(10)
+        .wait_time_seconds(2)
+        .send()
+        .await
+        .unwrap();
+    let messages = received.messages();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    let event: serde_json::Value = serde_json::from_str(messages[0].body().unwrap()).unwrap();
+    assert_eq!(
+        event["resources"],
+        serde_json::json!([format!("acme:{}", renewing.certificate_id())])
+    );
+    let detail: RenewalFailedEvent = serde_json::from_value(event["detail"].clone()).unwrap();
+    assert_eq!(detail.error, "ChallengeFailed");
+    assert_eq!(detail.failed_attempts, 1);
+    assert_eq!(detail.not_after, before.not_after);
+    assert!(detail.days_left.is_some_and(|d| d > 30), "{detail:?}");
+    assert!(detail.cause.contains("unauthorized"), "{detail:?}");
     cloud.stop().await;
 }
 

@@ -33,6 +33,10 @@ pub const OUTPUT_BUCKET: &str = "AssociationOutputBucket";
 pub const RECORD_HOST_EVIDENCE_FUNCTION: &str = "RecordHostEvidenceFunction";
 /// The logical id of the function the ACM renewal rule invokes.
 pub const RENEWAL_TRIGGER_FUNCTION: &str = "RenewalTriggerFunction";
+/// renewal-trigger's event for ACM's renewals.
+pub const ACM_RENEWAL_EVENT: &str = "AcmRenewal";
+/// The logical id of the ACME certificate registry.
+pub const ACME_TABLE: &str = "AcmeCertificateTable";
 /// The logical id of the deployment API.
 pub const API: &str = "CertshipApi";
 /// The API's resource whose POST starts a deployment.
@@ -146,22 +150,59 @@ impl Template {
         Ok(create)
     }
 
-    /// The event pattern of the renewal rule (the `EventBridgeRule` event of renewal-trigger),
-    /// as the JSON EventBridge takes.
+    /// The event pattern of ACM's renewal rule (renewal-trigger's `AcmRenewal` event), as the
+    /// JSON EventBridge takes.
     pub fn renewal_rule_pattern(&self) -> Result<String> {
+        self.renewal_rule_patterns()?
+            .into_iter()
+            .find(|(name, _)| name == ACM_RENEWAL_EVENT)
+            .map(|(_, pattern)| pattern)
+            .with_context(|| {
+                format!(
+                    "{RENEWAL_TRIGGER_FUNCTION} has no EventBridgeRule event {ACM_RENEWAL_EVENT}"
+                )
+            })
+    }
+
+    /// Every `EventBridgeRule` event of renewal-trigger (ACM's renewals, certship's ACME
+    /// issuances), by event name, with its pattern as the JSON EventBridge takes.
+    pub fn renewal_rule_patterns(&self) -> Result<Vec<(String, String)>> {
         let function = self.properties(RENEWAL_TRIGGER_FUNCTION, "AWS::Serverless::Function")?;
-        let rule = function["Events"]
+        let mut patterns = Vec::new();
+        for (name, event) in function["Events"].as_mapping().into_iter().flatten() {
+            if event["Type"] != "EventBridgeRule" {
+                continue;
+            }
+            let name = name
+                .as_str()
+                .context("an event name that is not a string")?;
+            let pattern: serde_json::Value = serde_json::to_value(&event["Properties"]["Pattern"])
+                .with_context(|| format!("the {name} rule's Pattern"))?;
+            if !pattern.is_object() {
+                bail!("{RENEWAL_TRIGGER_FUNCTION}'s EventBridgeRule {name} has no Pattern");
+            }
+            patterns.push((name.to_string(), pattern.to_string()));
+        }
+        if patterns.is_empty() {
+            bail!("{RENEWAL_TRIGGER_FUNCTION} has no EventBridgeRule event");
+        }
+        Ok(patterns)
+    }
+
+    /// The input the renewal schedule (renewal-trigger's `ScheduleV2` event) invokes the function
+    /// with, placeholders and all: `{"Sweep": {"ScheduledTime": "<aws.scheduler.scheduled-time>"}}`.
+    pub fn renewal_schedule_input(&self) -> Result<String> {
+        let function = self.properties(RENEWAL_TRIGGER_FUNCTION, "AWS::Serverless::Function")?;
+        function["Events"]
             .as_mapping()
             .into_iter()
             .flat_map(|events| events.values())
-            .find(|event| event["Type"] == "EventBridgeRule")
-            .with_context(|| format!("{RENEWAL_TRIGGER_FUNCTION} has no EventBridgeRule event"))?;
-        let pattern: serde_json::Value = serde_json::to_value(&rule["Properties"]["Pattern"])
-            .context("the renewal rule's Pattern")?;
-        if !pattern.is_object() {
-            bail!("{RENEWAL_TRIGGER_FUNCTION}'s EventBridgeRule has no Pattern");
-        }
-        Ok(pattern.to_string())
+            .find(|event| event["Type"] == "ScheduleV2")
+            .and_then(|event| event["Properties"]["Input"].as_str())
+            .map(str::to_string)
+            .with_context(|| {
+                format!("{RENEWAL_TRIGGER_FUNCTION} has no ScheduleV2 event with an Input")
+            })
     }
 }
 

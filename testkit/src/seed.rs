@@ -57,6 +57,15 @@ pub async fn evidence_table(dynamodb: &aws_sdk_dynamodb::Client, name: &str) -> 
     Ok(())
 }
 
+/// The ACME certificate registry, read from the SAM template.
+pub async fn acme_table(dynamodb: &aws_sdk_dynamodb::Client, name: &str) -> Result<()> {
+    certship_stack::Template::load(&crate::moto::project_root())?
+        .create_table(dynamodb, certship_stack::ACME_TABLE, name)?
+        .send()
+        .await?;
+    Ok(())
+}
+
 /// Launches one instance tagged `key=value`, returning its id.
 pub async fn instance(ec2: &aws_sdk_ec2::Client, key: &str, value: &str) -> Result<String> {
     use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};

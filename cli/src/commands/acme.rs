@@ -10,6 +10,7 @@ use crate::ops::{self, AwsArgs, Clients, OutputArgs, OutputFormat, StackArgs, ex
 use anyhow::{Context, Result, bail};
 use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent, HistoryEventType};
 use certship_shared::acme::{IssueRequest, KeyType, OrderResult, SOURCE_PREFIX};
+use certship_shared::acme_registry::{Registration, Renewal};
 use certship_shared::{CertshipError, ExportResult};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Subcommand};
@@ -30,13 +31,141 @@ pub struct AcmeArgs {
 enum AcmeCommand {
     /// Issue a certificate (again: renew it), proving each name with a DNS-01 record in Route53
     Issue(IssueArgs),
+    /// List the ACME certificates: expiry, days left, and where each renewal stands
+    List(ListArgs),
+    /// Have the renewal schedule issue a certificate again at its next sweep, whatever it has left
+    Renew(RenewArgs),
 }
 
 impl AcmeArgs {
     pub async fn run(self) -> Result<ExitCode> {
         match self.command {
             AcmeCommand::Issue(args) => args.run().await,
+            AcmeCommand::List(args) => args.run().await,
+            AcmeCommand::Renew(args) => args.run().await,
         }
+    }
+}
+
+#[derive(Args)]
+#[command(
+    after_help = "Each certificate issued once is renewed by the schedule (AcmeRenewalSchedule, daily
+by default) when fewer than its RenewDaysBefore days (30 by default) are left, or when marked with
+`certship acme renew`. RENEWAL says what the next sweep does: due, not due, forced, or backing off
+after failures in a row (1, 2, then 4 days between attempts).
+Your credentials need dynamodb:Scan on the registry (the stack's AcmeTableName)."
+)]
+pub struct ListArgs {
+    #[command(flatten)]
+    stack: StackArgs,
+    #[command(flatten)]
+    aws: AwsArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+impl ListArgs {
+    pub async fn run(self) -> Result<ExitCode> {
+        let clients = Clients::load(&self.aws).await?;
+        let table = Resources::new(&clients.cloudformation, &self.stack)
+            .acme_table_name()
+            .await?;
+        let (registrations, broken) = ops::acme_registry::list(&clients.dynamodb, &table).await?;
+        let now = std::time::SystemTime::now();
+        match self.output.output {
+            OutputFormat::Text => {
+                println!("{}", render_registrations(&registrations, now));
+                for err in &broken {
+                    eprintln!("warning: {err}");
+                }
+            }
+            OutputFormat::Json => ops::print_json(&serde_json::json!({
+                "Certificates": registrations.iter().map(|r| {
+                    let mut value = serde_json::to_value(r).unwrap_or_default();
+                    value["Renewal"] = serde_json::to_value(r.renewal(now)).unwrap_or_default();
+                    value
+                }).collect::<Vec<_>>(),
+                "Unreadable": broken,
+            }))?,
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// The registry as a table: one row per certificate.
+pub fn render_registrations(registrations: &[Registration], now: std::time::SystemTime) -> String {
+    if registrations.is_empty() {
+        return "No ACME certificate has been issued yet: `certship acme issue` issues one.".into();
+    }
+    let rows: Vec<Vec<String>> = registrations
+        .iter()
+        .map(|r| {
+            let renewal = match r.renewal(now) {
+                Renewal::NotDue { .. } => "not due".to_string(),
+                Renewal::Due { .. } => "due".to_string(),
+                Renewal::Forced { .. } => "forced".to_string(),
+                Renewal::BackingOff { retry_in, .. } => {
+                    format!("backing off ({}h)", retry_in.div_ceil(3_600))
+                }
+            };
+            vec![
+                format!("{SOURCE_PREFIX}{}", r.certificate_id),
+                r.request.domains.join(","),
+                r.not_after.clone().unwrap_or_else(|| "-".into()),
+                r.days_left(now).map_or("-".into(), |d| d.to_string()),
+                r.request.renew_days_before().to_string(),
+                renewal,
+                r.failed_attempts.to_string(),
+                r.last_error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    ops::table::render(
+        &[
+            "CERTIFICATE",
+            "NAMES",
+            "NOT AFTER",
+            "DAYS LEFT",
+            "RENEW AT",
+            "RENEWAL",
+            "FAILURES",
+            "LAST ERROR",
+        ],
+        &rows,
+    )
+}
+
+#[derive(Args)]
+#[command(after_help = "Example:
+  certship acme renew acme:www.example.com-0123456789ab
+
+The certificate is marked in the registry; the next renewal sweep (AcmeRenewalSchedule, daily by
+default) issues it again and redeploys it to every mapping, and clears the mark. To renew at once,
+run `certship acme issue` with its names. On the local cloud, `certship local sweep` runs the sweep.
+Your credentials need dynamodb:UpdateItem on the registry (the stack's AcmeTableName).")]
+pub struct RenewArgs {
+    /// The certificate, acme:<id> as `certship acme list` shows it
+    #[arg(value_name = "CERTIFICATE")]
+    certificate: String,
+    #[command(flatten)]
+    stack: StackArgs,
+    #[command(flatten)]
+    aws: AwsArgs,
+}
+
+impl RenewArgs {
+    pub async fn run(self) -> Result<ExitCode> {
+        // Before any AWS call: a malformed id touches nothing.
+        let id = ops::acme_registry::certificate_id(&self.certificate)?;
+        let clients = Clients::load(&self.aws).await?;
+        let table = Resources::new(&clients.cloudformation, &self.stack)
+            .acme_table_name()
+            .await?;
+        ops::acme_registry::force_renewal(&clients.dynamodb, &table, id).await?;
+        println!(
+            "{SOURCE_PREFIX}{id} is marked for renewal: the next sweep issues it again and redeploys it to every mapping."
+        );
+        Ok(ExitCode::SUCCESS)
     }
 }
 
@@ -75,6 +204,9 @@ pub struct IssueArgs {
     /// A mailto: address for the CA's expiry and policy mail; repeat for more
     #[arg(long, value_name = "MAILTO")]
     contact: Vec<String>,
+    /// Renew when fewer than DAYS days are left (the daily renewal schedule checks)
+    #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=i64::from(certship_shared::acme::MAX_RENEW_DAYS_BEFORE)))]
+    renew_days_before: Option<u32>,
     /// Start the issuance and return, rather than follow it to its end
     #[arg(long)]
     no_wait: bool,
@@ -102,6 +234,7 @@ impl IssueArgs {
             key_type: self.key_type,
             directory: self.directory.clone(),
             contact: self.contact.clone(),
+            renew_days_before: self.renew_days_before,
         };
         request
             .validate()
@@ -159,6 +292,7 @@ fn flag_names(message: &str) -> String {
         ("HostedZoneId", "--zone-id"),
         ("Directory", "--directory"),
         ("Contact", "--contact"),
+        ("RenewDaysBefore", "--renew-days-before"),
     ]
     .iter()
     .find_map(|(field, flag)| {
@@ -615,8 +749,75 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<IssueArgs, clap::Error> {
         let cli = Cli::try_parse_from(["acme"].iter().chain(args))?;
-        let AcmeCommand::Issue(issue) = cli.command;
-        Ok(issue)
+        match cli.command {
+            AcmeCommand::Issue(issue) => Ok(issue),
+            _ => panic!("not an issue command"),
+        }
+    }
+
+    fn registration(not_after: &str) -> Registration {
+        Registration {
+            certificate_id: "www.example.com-0123456789ab".into(),
+            request: IssueRequest {
+                domains: vec!["www.example.com".into()],
+                hosted_zone_id: "Z0123".into(),
+                key_type: KeyType::EcP256,
+                directory: "letsencrypt".into(),
+                contact: vec![],
+                renew_days_before: Some(20),
+            },
+            force: false,
+            not_after: Some(not_after.into()),
+            serial: None,
+            secret_version_id: None,
+            issued_at: None,
+            last_execution_arn: None,
+            failed_attempts: 0,
+            last_failed_at: None,
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn the_registry_table_says_where_each_renewal_stands() {
+        let now = certship_shared::time::parse_rfc3339("2026-11-01T00:00:00Z").unwrap();
+        let fine = registration("2026-12-31T00:00:00Z");
+        let mut failing = registration("2026-11-11T00:00:00Z");
+        failing.certificate_id = "api.example.com-abcdefabcdef".into();
+        failing.failed_attempts = 2;
+        failing.last_failed_at = Some("2026-10-31T12:00:00Z".into());
+        failing.last_error = Some("ChallengeFailed: the CA could not validate".into());
+        let mut forced = registration("2026-12-31T00:00:00Z");
+        forced.force = true;
+        let table = render_registrations(&[fine, failing, forced], now);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].starts_with("CERTIFICATE"), "{table}");
+        assert!(
+            lines[1].contains("acme:www.example.com-0123456789ab")
+                && lines[1].contains(" 60 ")
+                && lines[1].contains("not due"),
+            "{table}"
+        );
+        assert!(
+            lines[2].contains("backing off (10h)") && lines[2].contains("ChallengeFailed"),
+            "{table}"
+        );
+        assert!(lines[3].contains("forced"), "{table}");
+        assert!(render_registrations(&[], now).contains("certship acme issue"));
+    }
+
+    #[test]
+    fn renew_takes_the_id_with_or_without_its_prefix_and_refuses_anything_else() {
+        let id = "www.example.com-0123456789ab";
+        assert_eq!(
+            crate::ops::acme_registry::certificate_id(&format!("acme:{id}")).unwrap(),
+            id
+        );
+        assert_eq!(crate::ops::acme_registry::certificate_id(id).unwrap(), id);
+        let err = crate::ops::acme_registry::certificate_id("arn:aws:acm:x")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("acme list"), "{err}");
     }
 
     fn issued() -> ExportResult {
@@ -840,6 +1041,7 @@ mod tests {
             key_type: KeyType::EcP256,
             directory: "letsencrypt-staging".into(),
             contact: vec![],
+            renew_days_before: None,
         };
         let id = request.certificate_id();
         let name = execution_name(&id, 1_764_000_000);

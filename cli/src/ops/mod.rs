@@ -2,6 +2,7 @@
 //! through the normal credential chain, and to the local cloud the same way: it is just another
 //! endpoint (`eval "$(certship local env)"` or `--endpoint-url`).
 
+pub mod acme_registry;
 pub mod api;
 pub mod deploy;
 pub mod evidence;
@@ -32,6 +33,7 @@ pub mod env {
     pub const STACK: &str = "CERTSHIP_STACK";
     pub const STATE_MACHINE_ARN: &str = "CERTSHIP_STATE_MACHINE_ARN";
     pub const ACME_STATE_MACHINE_ARN: &str = "CERTSHIP_ACME_STATE_MACHINE_ARN";
+    pub const ACME_TABLE_NAME: &str = "CERTSHIP_ACME_TABLE_NAME";
     pub const TABLE_NAME: &str = "CERTSHIP_TABLE_NAME";
     pub const EVIDENCE_TABLE_NAME: &str = "CERTSHIP_EVIDENCE_TABLE_NAME";
     pub const API_URL: &str = "CERTSHIP_API_URL";
@@ -63,6 +65,9 @@ pub struct StackArgs {
     /// The ACME issuance state machine (default: the stack's AcmeIssuanceStateMachineArn output)
     #[arg(long, value_name = "ARN", env = env::ACME_STATE_MACHINE_ARN)]
     pub acme_state_machine_arn: Option<String>,
+    /// The ACME certificates' registry (default: the stack's AcmeTableName output)
+    #[arg(long, value_name = "NAME", env = env::ACME_TABLE_NAME)]
+    pub acme_table_name: Option<String>,
     /// The mapping table (default: the stack's TableName output)
     #[arg(long, value_name = "NAME", env = env::TABLE_NAME)]
     pub table_name: Option<String>,

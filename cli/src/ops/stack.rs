@@ -62,6 +62,12 @@ impl<'a> Resources<'a> {
             .await
     }
 
+    /// The registry of ACME certificates; a stack from before ACME renewal has none.
+    pub async fn acme_table_name(&self) -> Result<String> {
+        self.resolve_later(self.args.acme_table_name.as_ref(), &ACME_REGISTRY)
+            .await
+    }
+
     async fn resolve_later(&self, given: Option<&String>, later: &LaterOutput) -> Result<String> {
         if let Some(value) = given {
             return Ok(value.clone());
@@ -111,6 +117,12 @@ const EVIDENCE: LaterOutput = LaterOutput {
     output: "EvidenceTableName",
     flag: "--evidence-table-name",
     feature: "per-host evidence (convergence)",
+};
+
+const ACME_REGISTRY: LaterOutput = LaterOutput {
+    output: "AcmeTableName",
+    flag: "--acme-table-name",
+    feature: "ACME renewal",
 };
 
 const ACME_ISSUANCE: LaterOutput = LaterOutput {

@@ -29,6 +29,7 @@ fn request(domains: &[&str]) -> IssueRequest {
         key_type: KeyType::EcP256,
         directory: "letsencrypt-staging".into(),
         contact: vec![],
+        renew_days_before: None,
     }
 }
 

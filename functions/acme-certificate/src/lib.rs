@@ -20,6 +20,7 @@ mod account;
 mod certificate;
 mod dns;
 pub mod pkcs8;
+pub mod registry;
 mod settings;
 
 pub use certificate::{CERTIFICATE_ID_TAG, Issued};
@@ -33,6 +34,8 @@ const CERTIFICATE_WAIT: Duration = Duration::from_secs(30);
 pub struct AppState {
     pub route53: aws_sdk_route53::Client,
     pub secrets: aws_sdk_secretsmanager::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub events: aws_sdk_eventbridge::Client,
     pub settings: Settings,
 }
 
@@ -42,6 +45,8 @@ impl AppState {
         Self {
             route53: aws_sdk_route53::Client::new(config),
             secrets: aws_sdk_secretsmanager::Client::new(config),
+            dynamodb: aws_sdk_dynamodb::Client::new(config),
+            events: aws_sdk_eventbridge::Client::new(config),
             settings,
         }
     }
@@ -97,6 +102,23 @@ pub async fn handler(state: &AppState, step: Step) -> Result<Output, CertshipErr
             tracing::info!(certificate = %order.certificate_id, removed, "challenge records removed");
             Ok(status("CLEANED"))
         }
+        Step::Record {
+            request,
+            issued,
+            execution,
+        } => registry::record(state, &request, &issued, &execution)
+            .await
+            .map(|()| status("RECORDED")),
+        Step::Failed {
+            request,
+            error,
+            execution,
+        } => registry::failed(state, &request, &error, &execution)
+            .await
+            .map(|recorded| match recorded {
+                registry::FailureRecord::RenewalFailed => status("RENEWAL_FAILED"),
+                registry::FailureRecord::NotRegistered => status("NOT_REGISTERED"),
+            }),
     }
 }
 

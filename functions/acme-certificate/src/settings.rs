@@ -1,6 +1,6 @@
 //! What acme-certificate takes from its environment, read and checked once at cold start.
 
-use certship_shared::CertshipError;
+use certship_shared::{CertshipError, acme_registry, env};
 use std::path::PathBuf;
 
 /// The function's settings.
@@ -10,6 +10,8 @@ pub struct Settings {
     /// of the system's roots. Only for a private CA, such as the local cloud's Pebble; unset in
     /// AWS, where Let's Encrypt's HTTPS chains to the public roots.
     pub ca_bundle: Option<PathBuf>,
+    /// `ACME_TABLE_NAME`: the registry of ACME certificates, which the renewal schedule sweeps.
+    pub table_name: String,
 }
 
 impl Settings {
@@ -25,6 +27,9 @@ impl Settings {
                 path.display()
             )));
         }
-        Ok(Self { ca_bundle })
+        Ok(Self {
+            ca_bundle,
+            table_name: env::required(acme_registry::TABLE_NAME_VAR)?,
+        })
     }
 }

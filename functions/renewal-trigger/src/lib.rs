@@ -1,5 +1,7 @@
-//! renewal-trigger: when ACM renews a certificate, starts one deployment per mapping of that
-//! certificate.
+//! renewal-trigger: when a certificate is renewed, starts one deployment per mapping of it. Two
+//! events say so: ACM's "ACM Certificate Available" (`RENEWAL`) for an ACM certificate, and
+//! certship's own "ACME Certificate Issued" for `acme:<id>`. On schedule it also sweeps the ACME
+//! certificates and re-issues those due for renewal ([`sweep`]), which ends in the second event.
 //!
 //! Execution names derive from the event id, so a redelivered event starts nothing twice.
 //! Starts run [`IN_FLIGHT`] at a time, so a certificate with a thousand mappings is done in
@@ -26,7 +28,9 @@
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sfn::operation::start_execution::StartExecutionError;
+use certship_shared::acme;
 use certship_shared::arn::CertificateArn;
+use certship_shared::event::{AcmeIssuedEvent, DETAIL_TYPE_ACME_ISSUED, EVENT_SOURCE};
 use certship_shared::mapping::{Mapping, attr};
 use certship_shared::{CertshipError, Trigger, WorkflowState, naming};
 use serde::{Deserialize, Serialize};
@@ -37,7 +41,9 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 mod settings;
-pub use settings::{STATE_MACHINE_ARN_VAR, Settings};
+pub mod sweep;
+pub use settings::{ACME_STATE_MACHINE_ARN_VAR, STATE_MACHINE_ARN_VAR, Settings};
+pub use sweep::{SweepRequest, SweepResult};
 
 /// What the handler needs, built once per cold start.
 pub struct AppState {
@@ -47,6 +53,9 @@ pub struct AppState {
     pub table_name: String,
     /// The deployment state machine (`STATE_MACHINE_ARN`).
     pub state_machine_arn: String,
+    /// The ACME registry (`ACME_TABLE_NAME`) and issuance machine (`ACME_STATE_MACHINE_ARN`).
+    pub acme_table_name: String,
+    pub acme_state_machine_arn: String,
 }
 
 impl AppState {
@@ -55,12 +64,16 @@ impl AppState {
         let Settings {
             table_name,
             state_machine_arn,
+            acme_table_name,
+            acme_state_machine_arn,
         } = settings;
         Self {
             dynamodb: aws_sdk_dynamodb::Client::new(config),
             sfn: aws_sdk_sfn::Client::new(config),
             table_name,
             state_machine_arn,
+            acme_table_name,
+            acme_state_machine_arn,
         }
     }
 }
@@ -78,7 +91,7 @@ impl AppState {
 /// the 30 s timeout).
 pub const IN_FLIGHT: usize = 32;
 
-/// The only event this function acts on.
+/// ACM's event this function acts on.
 pub const DETAIL_TYPE: &str = "ACM Certificate Available";
 /// The event source of ACM's events.
 pub const SOURCE: &str = "aws.acm";
@@ -120,31 +133,120 @@ pub struct RenewalResult {
     pub executions: Vec<String>,
 }
 
-/// Starts one deployment per mapping of the renewed certificate.
-pub async fn handler(
+/// The `Action` renewal-trigger reports for certship's "ACME Certificate Issued".
+pub const ACME_ISSUED: &str = "ACME_ISSUED";
+
+/// What the function is invoked with: the schedule's sweep, or an event from EventBridge.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Input {
+    Sweep {
+        #[serde(rename = "Sweep")]
+        sweep: SweepRequest,
+    },
+    Event(serde_json::Value),
+}
+
+/// What one invocation did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Output {
+    Renewal(RenewalResult),
+    Sweep(SweepResult),
+}
+
+/// Routes the invocation: a sweep, ACM's renewal event or certship's ACME issuance event.
+pub async fn handler(state: &AppState, input: Input) -> Result<Output, CertshipError> {
+    let event = match input {
+        Input::Sweep { sweep } => return sweep::sweep(state, &sweep).await.map(Output::Sweep),
+        Input::Event(event) => event,
+    };
+    let field = |name: &str| event.get(name).and_then(|v| v.as_str()).unwrap_or_default();
+    match (field("source"), field("detail-type")) {
+        (SOURCE, DETAIL_TYPE) => on_acm_event(state, decode(event)?)
+            .await
+            .map(Output::Renewal),
+        (EVENT_SOURCE, DETAIL_TYPE_ACME_ISSUED) => on_acme_issued(state, decode(event)?)
+            .await
+            .map(Output::Renewal),
+        (source, detail_type) => Err(CertshipError::InvalidRequest(format!(
+            "renewal-trigger handles a {{\"Sweep\": ...}} from the schedule, {DETAIL_TYPE:?} \
+             events from {SOURCE} and {DETAIL_TYPE_ACME_ISSUED:?} events from {EVENT_SOURCE}, \
+             not {detail_type:?} from {source:?}"
+        ))),
+    }
+}
+
+/// The event as `T`, or why it cannot be.
+fn decode<T: serde::de::DeserializeOwned>(event: serde_json::Value) -> Result<T, CertshipError> {
+    serde_json::from_value(event)
+        .map_err(|e| CertshipError::InvalidRequest(format!("the event cannot be read: {e}")))
+}
+
+/// Starts one deployment per mapping of the certificate ACM renewed.
+pub async fn on_acm_event(
     state: &AppState,
     event: EventBridgeEvent<CertificateAvailable>,
 ) -> Result<RenewalResult, CertshipError> {
     let (event_id, certificate_arn) = validate_event(&event)?;
     let action = event.detail.action.clone().unwrap_or_default();
-    let mut result = RenewalResult {
-        certificate_arn: certificate_arn.to_string(),
-        action: action.clone(),
-        mappings: 0,
-        started: 0,
-        already_started: 0,
-        skipped: 0,
-        executions: Vec::new(),
-    };
     if action != RENEWAL {
         tracing::info!(
             certificate_arn = %certificate_arn,
             action = %action,
             "not a renewal; nothing to redeploy"
         );
-        return Ok(result);
+        return Ok(RenewalResult::new(certificate_arn, &action));
     }
+    let renewed_at = event.time.map(SystemTime::from);
+    redeploy(state, event_id, certificate_arn, &action, renewed_at).await
+}
 
+/// Starts one deployment per mapping of `acme:<id>`, which was just issued (first or again).
+pub async fn on_acme_issued(
+    state: &AppState,
+    event: EventBridgeEvent<AcmeIssuedEvent>,
+) -> Result<RenewalResult, CertshipError> {
+    let event_id = event_id(&event)?;
+    let resources = event.resources.as_deref().unwrap_or_default();
+    let source = format!("{}{}", acme::SOURCE_PREFIX, event.detail.certificate_id);
+    match resources {
+        [resource] if *resource == source && acme::source_id(resource).is_some() => {}
+        _ => {
+            return Err(CertshipError::InvalidRequest(format!(
+                "the event's resources must be exactly [{source:?}] for a valid certificate id, \
+                 not {resources:?}"
+            )));
+        }
+    }
+    let renewed_at = event.time.map(SystemTime::from);
+    redeploy(state, event_id, &source, ACME_ISSUED, renewed_at).await
+}
+
+impl RenewalResult {
+    fn new(certificate_arn: &str, action: &str) -> Self {
+        Self {
+            certificate_arn: certificate_arn.to_string(),
+            action: action.to_string(),
+            mappings: 0,
+            started: 0,
+            already_started: 0,
+            skipped: 0,
+            executions: Vec::new(),
+        }
+    }
+}
+
+/// Starts a redeployment of every mapping of `certificate_arn` (an ACM ARN or `acme:<id>`),
+/// named after the event.
+async fn redeploy(
+    state: &AppState,
+    event_id: &str,
+    certificate_arn: &str,
+    action: &str,
+    renewed_at: Option<SystemTime>,
+) -> Result<RenewalResult, CertshipError> {
+    let mut result = RenewalResult::new(certificate_arn, action);
     let (mappings, skipped) = mappings_of(state, certificate_arn).await?;
     result.mappings = count(mappings.len());
     result.skipped = skipped;
@@ -157,7 +259,6 @@ pub async fn handler(
         return Ok(result);
     }
 
-    let renewed_at = event.time.map(SystemTime::from);
     let (walk, recorded) = walk_order(event_id, mappings, renewed_at);
     result.already_started += recorded;
 
@@ -282,16 +383,7 @@ fn validate_event(
             event.detail_type, event.source
         )));
     }
-    let event_id = event
-        .id
-        .as_deref()
-        .map(str::trim)
-        .filter(|id| !id.is_empty())
-        .ok_or_else(|| {
-            CertshipError::InvalidRequest(
-                "the event has no id, which names its executions idempotently".into(),
-            )
-        })?;
+    let event_id = event_id(event)?;
     let resources = event.resources.as_deref().unwrap_or_default();
     let [certificate_arn] = resources else {
         return Err(CertshipError::InvalidRequest(format!(
@@ -303,6 +395,23 @@ fn validate_event(
         CertshipError::InvalidRequest(format!("the event's resource is not usable: {err}"))
     })?;
     Ok((event_id, certificate_arn.as_str()))
+}
+
+/// The event's id, which names its executions.
+fn event_id<T>(event: &EventBridgeEvent<T>) -> Result<&str, CertshipError>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+{
+    event
+        .id
+        .as_deref()
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| {
+            CertshipError::InvalidRequest(
+                "the event has no id, which names its executions idempotently".into(),
+            )
+        })
 }
 
 /// Every mapping of the certificate, from the `ByCertificateArn` index, all pages; malformed

@@ -22,6 +22,9 @@ const ARN: &str =
     "arn:aws:acm:us-east-1:123456789012:certificate/61f50cd4-45b9-4259-b049-d0a53682fa4b";
 const EVENT_ID: &str = "9c95e8e4-96a4-ef3f-b739-b6aa5b193afb";
 const TABLE: &str = "certship-mappings";
+const ACME_TABLE: &str = "certship-acme-certificates";
+const ACME_STATE_MACHINE: &str =
+    "arn:aws:states:us-east-1:123456789012:stateMachine:certship-acme-issuance";
 const STATE_MACHINE: &str =
     "arn:aws:states:us-east-1:123456789012:stateMachine:certship-certificate-deployment";
 const EXECUTION_PREFIX: &str =
@@ -180,6 +183,8 @@ fn state(dynamodb: Dynamo, sfn: Sfn) -> AppState {
         sfn,
         table_name: TABLE.into(),
         state_machine_arn: STATE_MACHINE.into(),
+        acme_table_name: ACME_TABLE.into(),
+        acme_state_machine_arn: ACME_STATE_MACHINE.into(),
     }
 }
 
@@ -192,7 +197,7 @@ async fn a_renewal_starts_one_execution_per_mapping() {
     let logs = certship_testkit::logs::capture();
 
     // when
-    let result = handler(&state(dynamo(&[&query]), sfn(&[&start])), renewal())
+    let result = on_acm_event(&state(dynamo(&[&query]), sfn(&[&start])), renewal())
         .await
         .unwrap();
 
@@ -281,7 +286,7 @@ async fn the_mappings_are_read_across_every_page() {
     let start = starting(Seen::default());
 
     // when
-    let result = handler(&state(dynamo(&[&query]), sfn(&[&start])), renewal())
+    let result = on_acm_event(&state(dynamo(&[&query]), sfn(&[&start])), renewal())
         .await
         .unwrap();
 
@@ -298,7 +303,7 @@ async fn the_same_event_delivered_twice_starts_nothing_twice() {
     let query = querying(vec![web(), api()]);
     let first_names = Seen::default();
     let start = starting(first_names.clone());
-    let first = handler(&state(dynamo(&[&query]), sfn(&[&start])), renewal())
+    let first = on_acm_event(&state(dynamo(&[&query]), sfn(&[&start])), renewal())
         .await
         .unwrap();
     assert_eq!(first.started, 2);
@@ -319,7 +324,7 @@ async fn the_same_event_delivered_twice_starts_nothing_twice() {
         .then_error(|| {
             StartExecutionError::ExecutionAlreadyExists(ExecutionAlreadyExists::builder().build())
         });
-    let second = handler(&state(dynamo(&[&query]), sfn(&[&exists])), renewal())
+    let second = on_acm_event(&state(dynamo(&[&query]), sfn(&[&exists])), renewal())
         .await
         .unwrap();
 
@@ -346,7 +351,7 @@ async fn different_events_name_their_executions_differently() {
         let query = querying(vec![web()]);
         let seen = Seen::default();
         let start = starting(seen.clone());
-        handler(
+        on_acm_event(
             &state(dynamo(&[&query]), sfn(&[&start])),
             renewal_with_id(id),
         )
@@ -366,7 +371,7 @@ async fn a_certificate_without_mappings_starts_nothing() {
     let start = starting(Seen::default());
     let logs = certship_testkit::logs::capture();
 
-    let result = handler(&state(dynamo(&[&query]), sfn(&[&start])), renewal())
+    let result = on_acm_event(&state(dynamo(&[&query]), sfn(&[&start])), renewal())
         .await
         .unwrap();
 
@@ -383,7 +388,7 @@ async fn an_issuance_is_not_a_renewal_and_reads_nothing() {
     let query = querying(vec![web()]);
     let start = starting(Seen::default());
 
-    let result = handler(
+    let result = on_acm_event(
         &state(dynamo(&[&query]), sfn(&[&start])),
         event(json(ISSUANCE_EVENT)),
     )
@@ -401,7 +406,7 @@ async fn an_issuance_is_not_a_renewal_and_reads_nothing() {
 async fn refused(payload: Value) -> CertshipError {
     let query = querying(vec![web()]);
     let start = starting(Seen::default());
-    let err = handler(&state(dynamo(&[&query]), sfn(&[&start])), event(payload))
+    let err = on_acm_event(&state(dynamo(&[&query]), sfn(&[&start])), event(payload))
         .await
         .unwrap_err();
     assert_eq!((query.num_calls(), start.num_calls()), (0, 0));
@@ -508,7 +513,7 @@ async fn a_throttled_start_is_retried_by_the_sdk_and_succeeds() {
         .output(|| started("renewal-web"))
         .build();
 
-    let result = handler(&state(dynamo(&[&query]), sfn(&[&start])), renewal())
+    let result = on_acm_event(&state(dynamo(&[&query]), sfn(&[&start])), renewal())
         .await
         .unwrap();
 
@@ -531,7 +536,7 @@ async fn throttling_that_outlasts_the_retries_is_throttled_after_the_other_mappi
     let start = starting(seen.clone());
 
     // when
-    let err = handler(
+    let err = on_acm_event(
         &state(dynamo(&[&query]), sfn(&[&throttled, &start])),
         renewal(),
     )
@@ -565,7 +570,7 @@ async fn a_malformed_mapping_item_is_skipped() {
     let logs = certship_testkit::logs::capture();
 
     // when
-    let result = handler(&state(dynamo(&[&query]), sfn(&[&start])), renewal())
+    let result = on_acm_event(&state(dynamo(&[&query]), sfn(&[&start])), renewal())
         .await
         .unwrap();
 
@@ -586,7 +591,7 @@ async fn a_failed_query_starts_nothing() {
     });
     let start = starting(Seen::default());
 
-    let err = handler(&state(dynamo(&[&query]), sfn(&[&start])), renewal())
+    let err = on_acm_event(&state(dynamo(&[&query]), sfn(&[&start])), renewal())
         .await
         .unwrap_err();
 
@@ -604,7 +609,7 @@ async fn a_retried_event_starts_only_what_is_missing() {
     let start = starting(seen.clone());
 
     // when the event is delivered again
-    let result = handler(
+    let result = on_acm_event(
         &state(dynamo(&[&query]), sfn(&[&exists, &start])),
         renewal(),
     )
@@ -631,7 +636,7 @@ async fn a_redelivery_while_the_execution_runs_counts_as_already_started() {
     let state = state(dynamo(&[&query]), sfn(&[&start]));
 
     // when
-    let result = handler(&state, renewal()).await.unwrap();
+    let result = on_acm_event(&state, renewal()).await.unwrap();
 
     // then nothing new is counted as started
     assert_eq!((result.started, result.already_started), (0, 1));
@@ -666,7 +671,7 @@ async fn a_mapping_whose_last_deployment_was_this_events_execution_is_not_starte
     let start = starting(seen.clone());
 
     // when the event is delivered again
-    let result = handler(&state(dynamo(&[&query]), sfn(&[&start])), renewal())
+    let result = on_acm_event(&state(dynamo(&[&query]), sfn(&[&start])), renewal())
         .await
         .unwrap();
 
@@ -692,7 +697,7 @@ async fn mappings_exported_since_the_renewal_are_started_after_the_others() {
     let start = starting(Seen::default());
 
     // when
-    let result = handler(&state(dynamo(&[&query]), sfn(&[&start])), renewal())
+    let result = on_acm_event(&state(dynamo(&[&query]), sfn(&[&start])), renewal())
         .await
         .unwrap();
 
@@ -717,7 +722,7 @@ async fn a_thousand_mappings_are_each_started_once_and_listed_in_walk_order() {
     let seen = Seen::default();
     let start = starting(seen.clone());
 
-    let result = handler(&state(dynamo(&[&query]), sfn(&[&start])), renewal())
+    let result = on_acm_event(&state(dynamo(&[&query]), sfn(&[&start])), renewal())
         .await
         .unwrap();
 
@@ -869,7 +874,7 @@ async fn starts_overlap_but_never_more_than_in_flight_at_once() {
     fake.answering(usize::MAX);
 
     // when
-    let result = handler(&state(dynamo(&[&query]), fake.client()), renewal())
+    let result = on_acm_event(&state(dynamo(&[&query]), fake.client()), renewal())
         .await
         .unwrap();
 
@@ -918,13 +923,13 @@ async fn a_renewal_cut_off_partway_resumes_with_the_mappings_it_had_not_reached(
 
     // when the first delivery is cut off after three rounds (Step Functions stops answering)
     fake.answering(96);
-    let first = tokio::time::timeout(lambda_timeout, handler(&state, renewal())).await;
+    let first = tokio::time::timeout(lambda_timeout, on_acm_event(&state, renewal())).await;
     assert!(first.is_err(), "the first delivery was cut off: {first:?}");
     assert_eq!(fake.started(), sorted(&names[..96]));
 
     // and the redelivery gets only two rounds of answers before it is cut off too
     fake.answering(64);
-    let second = tokio::time::timeout(lambda_timeout, handler(&state, renewal())).await;
+    let second = tokio::time::timeout(lambda_timeout, on_acm_event(&state, renewal())).await;
 
     // then those two rounds went to the 64 mappings not yet reached: every mapping is started,
     // and none twice (the walk from the top would have spent them on names already started)
@@ -934,7 +939,7 @@ async fn a_renewal_cut_off_partway_resumes_with_the_mappings_it_had_not_reached(
 
     // and a third delivery, answered in full, finds everything started
     fake.answering(usize::MAX);
-    let third = handler(&state, renewal()).await.unwrap();
+    let third = on_acm_event(&state, renewal()).await.unwrap();
     assert_eq!((third.started, third.already_started), (0, 160));
     assert_eq!(fake.started(), sorted(&names));
 }

@@ -8,7 +8,7 @@ use aws_sdk_sfn::config::{ConfigBag, Intercept, RuntimeComponents};
 use certship_shared::mapping::Mapping;
 use certship_shared::{DeploymentRequest, Trigger};
 use certship_testkit::{moto::Moto, seed};
-use renewal_trigger::{AppState, CertificateAvailable, handler};
+use renewal_trigger::{AppState, CertificateAvailable, on_acm_event};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -130,10 +130,12 @@ async fn a_renewal_starts_one_execution_per_mapping_once() {
         sfn: sfn.clone(),
         table_name: TABLE.into(),
         state_machine_arn: machine.clone(),
+        acme_table_name: String::new(),
+        acme_state_machine_arn: String::new(),
     };
 
     // when the renewal event arrives
-    let result = handler(&state, renewal_event(&renewed, "evt-1"))
+    let result = on_acm_event(&state, renewal_event(&renewed, "evt-1"))
         .await
         .unwrap();
 
@@ -172,7 +174,7 @@ async fn a_renewal_starts_one_execution_per_mapping_once() {
     );
 
     // and the same event delivered again starts nothing new
-    let again = handler(&state, renewal_event(&renewed, "evt-1"))
+    let again = on_acm_event(&state, renewal_event(&renewed, "evt-1"))
         .await
         .unwrap();
     assert_eq!((again.started, again.already_started), (0, 2));
@@ -186,7 +188,7 @@ async fn a_renewal_starts_one_execution_per_mapping_once() {
 
     // and a certificate nobody mapped starts nothing and is not an error
     let unmapped = format!("{ACCOUNT_ARN}00000000-2222-4333-8444-555555555555");
-    let none = handler(&state, renewal_event(&unmapped, "evt-2"))
+    let none = on_acm_event(&state, renewal_event(&unmapped, "evt-2"))
         .await
         .unwrap();
     assert_eq!((none.mappings, none.started), (0, 0));
@@ -249,12 +251,16 @@ async fn a_renewal_cut_off_halfway_completes_on_redelivery_starting_each_mapping
         sfn: counted,
         table_name: TABLE.into(),
         state_machine_arn: machine.clone(),
+        acme_table_name: String::new(),
+        acme_state_machine_arn: String::new(),
     };
     let state = AppState {
         dynamodb,
         sfn: sfn.clone(),
         table_name: TABLE.into(),
         state_machine_arn: machine.clone(),
+        acme_table_name: String::new(),
+        acme_state_machine_arn: String::new(),
     };
 
     // when the first delivery is cut off (as Lambda's timeout would) once 100 starts answered
@@ -264,7 +270,7 @@ async fn a_renewal_cut_off_halfway_completes_on_redelivery_starting_each_mapping
         }
     };
     tokio::select! {
-        result = handler(&first, renewal_event(&renewed, "evt-cut")) => {
+        result = on_acm_event(&first, renewal_event(&renewed, "evt-cut")) => {
             panic!("the first delivery ended before it was cut off: {result:?}")
         }
         () = half_answered => {}
@@ -275,7 +281,7 @@ async fn a_renewal_cut_off_halfway_completes_on_redelivery_starting_each_mapping
     assert!((100..200).contains(&after_cut), "{after_cut} started");
 
     // and the event is delivered again
-    let result = handler(&state, renewal_event(&renewed, "evt-cut"))
+    let result = on_acm_event(&state, renewal_event(&renewed, "evt-cut"))
         .await
         .unwrap();
 

@@ -25,6 +25,10 @@ pub const MAX_DOMAINS: usize = 100;
 /// Days before expiry when a certificate is renewed, unless its request says otherwise.
 pub const DEFAULT_RENEW_DAYS_BEFORE: u32 = 30;
 
+/// The largest `RenewDaysBefore`: a year. A value at or above the certificate's lifetime (90 days
+/// at Let's Encrypt) renews it at every sweep, which the CA's rate limits soon stop.
+pub const MAX_RENEW_DAYS_BEFORE: u32 = 365;
+
 /// The key the certificate is issued for, generated in the Lambda at each issuance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum KeyType {
@@ -79,6 +83,9 @@ pub struct IssueRequest {
     /// `mailto:` addresses for the CA's expiry and policy mail, given when the account is made.
     #[serde(default)]
     pub contact: Vec<String>,
+    /// Renew when fewer than this many days are left ([`DEFAULT_RENEW_DAYS_BEFORE`] if unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew_days_before: Option<u32>,
 }
 
 fn default_directory() -> String {
@@ -145,12 +152,24 @@ impl IssueRequest {
                 self.directory
             ));
         }
+        if let Some(days) = self.renew_days_before
+            && !(1..=MAX_RENEW_DAYS_BEFORE).contains(&days)
+        {
+            return invalid(format!(
+                "RenewDaysBefore {days} is outside 1 to {MAX_RENEW_DAYS_BEFORE} days"
+            ));
+        }
         for contact in &self.contact {
             if !contact.starts_with("mailto:") || contact.len() < 10 || !contact.contains('@') {
                 return invalid(format!("Contact {contact:?} is not a mailto: address"));
             }
         }
         Ok(())
+    }
+
+    /// The days before expiry when the renewal schedule re-issues this certificate.
+    pub fn renew_days_before(&self) -> u32 {
+        self.renew_days_before.unwrap_or(DEFAULT_RENEW_DAYS_BEFORE)
     }
 
     /// The zone id without Route53's `/hostedzone/` prefix.
@@ -307,6 +326,36 @@ pub enum Step {
         #[serde(rename = "Order")]
         order: OrderResult,
     },
+    /// Records the new certificate in the registry (which the renewal schedule sweeps) and
+    /// publishes `ACME Certificate Issued`, on which renewal-trigger redeploys its mappings.
+    Record {
+        #[serde(rename = "Request")]
+        request: IssueRequest,
+        #[serde(rename = "Issued")]
+        issued: crate::ExportResult,
+        #[serde(rename = "Execution")]
+        execution: String,
+    },
+    /// Records a failed issuance. For a certificate issued before (a renewal), counts the
+    /// failure in the registry, which backs the next attempt off, and publishes
+    /// `Certificate Renewal Failed`.
+    Failed {
+        #[serde(rename = "Request")]
+        request: IssueRequest,
+        #[serde(rename = "Error")]
+        error: StepError,
+        #[serde(rename = "Execution")]
+        execution: String,
+    },
+}
+
+/// What a `Catch` puts at its `ResultPath`: the error name and its message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct StepError {
+    pub error: String,
+    #[serde(default)]
+    pub cause: String,
 }
 
 /// What `DnsChange`, `Answer`, `CheckOrder` and `Cleanup` return.
@@ -327,6 +376,7 @@ mod tests {
             key_type: KeyType::EcP256,
             directory: "letsencrypt-staging".into(),
             contact: vec![],
+            renew_days_before: None,
         }
     }
 

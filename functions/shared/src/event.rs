@@ -13,6 +13,48 @@ pub const DETAIL_TYPE_SUCCEEDED: &str = "Certificate Deployment Succeeded";
 /// `detail-type` of any other ending (`Failed`, `NoTargets`, `InstallTimedOut`).
 pub const DETAIL_TYPE_FAILED: &str = "Certificate Deployment Failed";
 
+/// `detail-type` of what acme-certificate publishes when a certificate is issued, first or
+/// again: renewal-trigger redeploys every mapping of `acme:<id>` on it, as it does for ACM's
+/// renewal event. Its only resource is `acme:<id>`.
+pub const DETAIL_TYPE_ACME_ISSUED: &str = "ACME Certificate Issued";
+/// `detail-type` of a failed issuance of a certificate that was issued before: its renewal.
+pub const DETAIL_TYPE_RENEWAL_FAILED: &str = "Certificate Renewal Failed";
+
+/// The `detail` of [`DETAIL_TYPE_ACME_ISSUED`]. References only: the secret's version, never
+/// its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AcmeIssuedEvent {
+    pub certificate_id: String,
+    pub domains: Vec<String>,
+    pub serial: String,
+    pub not_after: String,
+    pub secret_version_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_arn: Option<String>,
+}
+
+/// The `detail` of [`DETAIL_TYPE_RENEWAL_FAILED`]: what failed, and how long the certificate the
+/// hosts hold still has.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RenewalFailedEvent {
+    pub certificate_id: String,
+    pub domains: Vec<String>,
+    /// The issuance's `errorType` (`ChallengeFailed`, `RateLimited`, ...) and its message.
+    pub error: String,
+    pub cause: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_arn: Option<String>,
+    /// The current (installed) certificate's `notAfter` and whole days left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub days_left: Option<i64>,
+    /// Failed issuances in a row, this one included.
+    pub failed_attempts: u32,
+}
+
 /// The deployment event's `detail`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]

@@ -6,6 +6,7 @@
 //! and the records (`mapping`, `event`, `evidence`) on the payload types and `host_report`.
 
 pub mod acme;
+pub mod acme_registry;
 pub mod arn;
 pub mod bundle;
 pub mod env;

@@ -52,6 +52,9 @@ enum LocalCommand {
         /// The certificate's ARN
         certificate_arn: String,
     },
+    /// Run the ACME renewal schedule's sweep once now: re-issue every ACME certificate due for
+    /// renewal or marked with `certship acme renew`, then redeploy it
+    Sweep,
     /// Run every State Manager association once now on every online host it targets, as if
     /// each schedule had come round
     Tick,
@@ -73,6 +76,7 @@ impl LocalArgs {
             LocalCommand::Hosts { command } => command.run(&state).await?,
             LocalCommand::Renew { certificate_arn } => renew(&state, &certificate_arn).await?,
             LocalCommand::Tick => tick(&state).await?,
+            LocalCommand::Sweep => sweep(&project, &state).await?,
             LocalCommand::Demo => demo::run(&project, &state).await?,
         }
         Ok(ExitCode::SUCCESS)
@@ -98,7 +102,8 @@ fn status(state: &Path) {
 /// The shell exports that point the AWS CLI, the SDKs and the operator commands at `cloud`.
 pub fn env(cloud: &RunningCloud) -> String {
     use crate::ops::env::{
-        ACME_STATE_MACHINE_ARN, API_URL, EVIDENCE_TABLE_NAME, STATE_MACHINE_ARN, TABLE_NAME,
+        ACME_STATE_MACHINE_ARN, ACME_TABLE_NAME, API_URL, EVIDENCE_TABLE_NAME, STATE_MACHINE_ARN,
+        TABLE_NAME,
     };
     let mut exports = format!(
         "export AWS_ENDPOINT_URL={endpoint}\nexport AWS_ACCESS_KEY_ID=testing\nexport AWS_SECRET_ACCESS_KEY=testing\nexport AWS_DEFAULT_REGION={region}\nexport AWS_REGION={region}\nexport {STATE_MACHINE_ARN}={}\nexport {TABLE_NAME}={}\nexport {EVIDENCE_TABLE_NAME}={}\nexport {API_URL}={endpoint}{}",
@@ -116,6 +121,12 @@ pub fn env(cloud: &RunningCloud) -> String {
             cloud.acme_state_machine_arn
         ));
     }
+    if !cloud.acme_table_name.is_empty() {
+        exports.push_str(&format!(
+            "\nexport {ACME_TABLE_NAME}={}",
+            cloud.acme_table_name
+        ));
+    }
     exports
 }
 
@@ -127,6 +138,35 @@ async fn renew(state: &Path, certificate_arn: &str) -> Result<()> {
         "Renewed {}: new serial {}, valid until {}.\nThe renewal event is on the bus; renewal-trigger starts one execution per mapping.",
         renewed.certificate_arn, renewed.serial, renewed.not_after
     );
+    Ok(())
+}
+
+async fn sweep(project: &Path, state: &Path) -> Result<()> {
+    let r = RunningCloud::require(state)?;
+    let result = certship_local::renewal::fire_schedule(&r.endpoint, project).await?;
+    let count = |field: &str| result[field].as_u64().unwrap_or_default();
+    let started: Vec<&str> = result["Started"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.as_str())
+        .collect();
+    println!(
+        "Swept {} ACME certificate(s): {} renewal(s) started, {} not due, {} backing off after failures, {} left for the next sweep.",
+        count("Certificates"),
+        started.len(),
+        count("NotDue"),
+        count("BackingOff"),
+        count("Deferred"),
+    );
+    for execution in started {
+        println!("  {execution}");
+    }
+    if !result["Started"].as_array().is_none_or(Vec::is_empty) {
+        println!(
+            "Each renewal ends by redeploying its certificate to every mapping; `certship acme list` shows the new expiry."
+        );
+    }
     Ok(())
 }
 
@@ -159,7 +199,7 @@ fn init_logs(
 mod tests {
     use super::*;
 
-    fn cloud(acme_state_machine_arn: &str) -> RunningCloud {
+    fn cloud(acme_state_machine_arn: &str, acme_table_name: &str) -> RunningCloud {
         RunningCloud {
             pid: 1,
             endpoint: "http://127.0.0.1:4566".into(),
@@ -168,6 +208,7 @@ mod tests {
                 "arn:aws:states:us-east-1:123456789012:stateMachine:certship-certificate-deployment"
                     .into(),
             acme_state_machine_arn: acme_state_machine_arn.into(),
+            acme_table_name: acme_table_name.into(),
             table_name: "certship-mappings".into(),
             evidence_table_name: "certship-evidence".into(),
             hosts_dir: PathBuf::from("/tmp/hosts"),
@@ -177,13 +218,17 @@ mod tests {
     #[test]
     fn env_exports_the_acme_state_machine_of_a_cloud_that_has_one() {
         let arn = "arn:aws:states:us-east-1:123456789012:stateMachine:certship-acme-issuance";
-        let exports = env(&cloud(arn));
+        let exports = env(&cloud(arn, "certship-acme-certificates"));
         assert!(
             exports.contains(&format!("\nexport CERTSHIP_ACME_STATE_MACHINE_ARN={arn}")),
             "{exports}"
         );
         assert!(exports.contains("\nexport CERTSHIP_STATE_MACHINE_ARN=arn:aws:states:us-east-1:123456789012:stateMachine:certship-certificate-deployment\n"));
-        let older = env(&cloud(""));
+        assert!(
+            exports.contains("\nexport CERTSHIP_ACME_TABLE_NAME=certship-acme-certificates"),
+            "{exports}"
+        );
+        let older = env(&cloud("", ""));
         assert!(!older.contains("ACME"), "{older}");
     }
 }
