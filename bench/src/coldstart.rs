@@ -71,6 +71,10 @@ const ALLOWED_RELOAD_SERVICES: (&str, &str) =
 const TABLE_NAME: (&str, &str) = ("TABLE_NAME", "certship-MappingTable-1L2Q8ZJ6W0N4E");
 const EVIDENCE_TABLE_NAME: (&str, &str) =
     ("EVIDENCE_TABLE_NAME", "certship-EvidenceTable-9RB3K7T1XH5M");
+const ACME_TABLE_NAME: (&str, &str) = (
+    "ACME_TABLE_NAME",
+    "certship-AcmeCertificateTable-4H8S2V6N0QZD",
+);
 
 const FUNCTIONS: [Function; 6] = [
     Function {
@@ -125,6 +129,11 @@ const FUNCTIONS: [Function; 6] = [
                 "STATE_MACHINE_ARN",
                 "arn:aws:states:us-east-1:123456789012:stateMachine:CertificateDeployment-7XnQ2pL9",
             ),
+            ACME_TABLE_NAME,
+            (
+                "ACME_STATE_MACHINE_ARN",
+                "arn:aws:states:us-east-1:123456789012:stateMachine:AcmeIssuance-3KdW8rT1",
+            ),
         ],
     },
     Function {
@@ -134,9 +143,9 @@ const FUNCTIONS: [Function; 6] = [
     },
     Function {
         bin: "acme-certificate",
-        boto3_clients: &["route53", "secretsmanager"],
+        boto3_clients: &["route53", "secretsmanager", "dynamodb", "events"],
         // ACME_CA_BUNDLE is the local cloud's only (a private CA's TLS root); unset in AWS.
-        settings: &[],
+        settings: &[ACME_TABLE_NAME],
     },
 ];
 

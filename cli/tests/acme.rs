@@ -175,7 +175,9 @@ async fn the_schedule_renews_what_is_due_or_forced_and_redeploys_it() {
     let prod = cloud.host("prod", Simulation::Healthy).await;
 
     // and two certificates, each deployed: one renewed 30 days before expiry (the default, so
-    // due at once), one 10 days before (not due for another 10 days)
+    // due at once), issued and deployed by the CLI's code; one renewed 10 days before (not due
+    // for another 10 days), issued and deployed through the API (POST /certificates, then
+    // POST /export-cert naming it by AcmeCertificateId)
     let request = |name: &str, renew_days_before| IssueRequest {
         domains: vec![name.into()],
         hosted_zone_id: zone_id.clone(),
@@ -186,36 +188,64 @@ async fn the_schedule_renews_what_is_due_or_forced_and_redeploys_it() {
     };
     let soon = request("soon.renew.test", None);
     let later = request("later.renew.test", Some(10));
-    let mut first_serials = Vec::new();
-    for (request, env, host) in [(&soon, "dev", &dev), (&later, "prod", &prod)] {
-        let mut progress = Vec::new();
-        let outcome = issue(
-            &cloud.sfn(),
-            &cloud.acme_state_machine_arn,
-            request,
-            &mut progress,
-        )
-        .await
-        .unwrap();
-        let IssueResult::Issued(issued) = outcome.result else {
-            panic!(
-                "the issuance failed: {}",
-                String::from_utf8_lossy(&progress)
-            );
-        };
-        let deployment = DeploymentRequest {
-            certificate_arn: format!("acme:{}", request.certificate_id()),
+    let mut progress = Vec::new();
+    let outcome = issue(
+        &cloud.sfn(),
+        &cloud.acme_state_machine_arn,
+        &soon,
+        &mut progress,
+    )
+    .await
+    .unwrap();
+    let IssueResult::Issued(issued) = outcome.result else {
+        panic!(
+            "the issuance failed: {}",
+            String::from_utf8_lossy(&progress)
+        );
+    };
+    let (_, ending) = cloud
+        .deploy(&DeploymentRequest {
+            certificate_arn: format!("acme:{}", soon.certificate_id()),
             cert_name: CERT_NAME.into(),
             target_tag_key: "env".into(),
-            target_tag_value: env.into(),
+            target_tag_value: "dev".into(),
             reload_service: None,
             trigger: Trigger::Api,
-        };
-        let (_, ending) = cloud.deploy(&deployment).await;
-        assert!(ending.succeeded(), "{:?}: {:?}", ending.error, ending.cause);
-        cloud.assert_installed(host, &issued.serial);
-        first_serials.push(issued.serial);
-    }
+        })
+        .await;
+    assert!(ending.succeeded(), "{:?}: {:?}", ending.error, ending.cause);
+    cloud.assert_installed(&dev, &issued.serial);
+    let mut first_serials = vec![issued.serial];
+
+    let post = |path: &str, body: serde_json::Value| {
+        let url = format!("{}{path}", cloud.endpoint);
+        let config = cloud.sdk_config().clone();
+        async move {
+            let answer = certship_cli::ops::api::post_signed(&config, &url, &body)
+                .await
+                .unwrap();
+            assert_eq!(answer.status, 202, "{body}: {:?}", answer.body);
+            answer.body["executionArn"].as_str().unwrap().to_string()
+        }
+    };
+    let execution = post(
+        certship_local::CERTIFICATES_PATH,
+        serde_json::to_value(&later).unwrap(),
+    )
+    .await;
+    let issued = renewed_serial(&cloud, &later.certificate_id(), &execution).await;
+    let execution = post(
+        certship_local::API_PATH,
+        serde_json::json!({
+            "AcmeCertificateId": later.certificate_id(), "CertName": CERT_NAME,
+            "TargetTagKey": "env", "TargetTagValue": "prod"
+        }),
+    )
+    .await;
+    let ending = cloud.wait(&execution).await;
+    assert!(ending.succeeded(), "{:?}: {:?}", ending.error, ending.cause);
+    cloud.assert_installed(&prod, &issued);
+    first_serials.push(issued);
     let listed = |cloud: &common::Cloud| {
         let dynamodb = cloud.dynamodb();
         let table = cloud.acme_table_name.clone();

@@ -1,9 +1,14 @@
-//! The deployment API on the local cloud: `POST /prod/export-cert`, as the stack's API Gateway
-//! answers it. The body is validated with the API's own request model, read from the template
+//! The API on the local cloud: `POST /prod/export-cert` (a deployment) and `POST
+//! /prod/certificates` (an ACME issuance), as the stack's API Gateway answers them. The body is validated with the API's own request model, read from the template
 //! (`certship_stack::Template::request_model`) for this cloud's reload allowlist and partition:
 //! 400 with the validator's reasons when the model refuses it, and nothing is started; otherwise
-//! `"Trigger":"api"` is added and StartExecution starts the workflow: 202 with the execution's
-//! ARN, or the integration's mapped error. 403 without a SigV4 header.
+//! the integration's request template is applied and StartExecution starts the workflow: 202
+//! with the execution's ARN, or the integration's mapped error. 403 without a SigV4 header.
+//!
+//! The request templates are Velocity in the template, which the local cloud cannot run; their
+//! effect is written here instead, and a test holds each to the template's text: a deployment
+//! gets `"Trigger":"api"`, and its `AcmeCertificateId` becomes `"CertificateArn": "acme:<id>"`;
+//! an issuance's body is its input unchanged.
 //!
 //! What AWS does, and where it is written down: a method with a request validator whose
 //! `validateRequestBody` is true checks the body against the method's model (JSON Schema draft
@@ -25,36 +30,82 @@ use serde_json::{Value, json};
 
 /// The stage and resource of the stack's API (its `ApiUrl` output ends with this).
 pub const API_PATH: &str = "/prod/export-cert";
+/// The stage and resource of ACME issuances (the stack's `CertificatesUrl` output).
+pub const CERTIFICATES_PATH: &str = "/prod/certificates";
 
-/// The local API: the request model, then StartExecution on `state_machine_arn`.
-pub struct LocalApi {
-    sfn: aws_sdk_sfn::Client,
-    state_machine_arn: String,
-    model: jsonschema::Validator,
+/// What a resource's request template makes of the validated body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Template {
+    /// `/export-cert`: `"Trigger":"api"`, and `AcmeCertificateId` as `CertificateArn`.
+    Deployment,
+    /// `/certificates`: the body as it is.
+    Issuance,
 }
 
-impl LocalApi {
-    /// `model` is the API's request model as deployed (`Template::request_model`).
-    pub fn new(
-        sfn: aws_sdk_sfn::Client,
-        state_machine_arn: String,
-        model: &Value,
-    ) -> anyhow::Result<Self> {
+/// One POST resource: its request model and the state machine it starts.
+struct Route {
+    state_machine_arn: String,
+    model: jsonschema::Validator,
+    template: Template,
+}
+
+impl Route {
+    fn new(state_machine_arn: String, model: &Value, template: Template) -> anyhow::Result<Self> {
         let model = jsonschema::draft4::new(model).map_err(|e| {
             anyhow::anyhow!("the API's request model is not JSON Schema draft 4: {e}")
         })?;
         Ok(Self {
-            sfn,
             state_machine_arn,
             model,
+            template,
+        })
+    }
+}
+
+/// The local API: the request model, then StartExecution on the resource's state machine.
+pub struct LocalApi {
+    sfn: aws_sdk_sfn::Client,
+    deployments: Route,
+    issuances: Route,
+}
+
+impl LocalApi {
+    /// `deployment_model` and `issuance_model` are the API's request models as deployed
+    /// (`Template::request_model_at`) for `/export-cert` and `/certificates`.
+    pub fn new(
+        sfn: aws_sdk_sfn::Client,
+        state_machine_arn: String,
+        deployment_model: &Value,
+        acme_state_machine_arn: String,
+        issuance_model: &Value,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            sfn,
+            deployments: Route::new(state_machine_arn, deployment_model, Template::Deployment)?,
+            issuances: Route::new(acme_state_machine_arn, issuance_model, Template::Issuance)?,
         })
     }
 
-    pub async fn handle(&self, headers: &HeaderMap, body: &[u8]) -> (StatusCode, Value) {
+    /// Whether `path` is one of the API's resources.
+    pub fn serves(path: &str) -> bool {
+        path == API_PATH || path == CERTIFICATES_PATH
+    }
+
+    pub async fn handle(
+        &self,
+        path: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> (StatusCode, Value) {
         if let Err(message) = authorized(headers) {
             return (StatusCode::FORBIDDEN, json!({ "message": message }));
         }
-        let input = match validated(&self.model, body) {
+        let route = if path == CERTIFICATES_PATH {
+            &self.issuances
+        } else {
+            &self.deployments
+        };
+        let input = match validated(&route.model, route.template, body) {
             Ok(input) => input,
             Err(message) => {
                 return (
@@ -68,7 +119,7 @@ impl LocalApi {
         match self
             .sfn
             .start_execution()
-            .state_machine_arn(&self.state_machine_arn)
+            .state_machine_arn(&route.state_machine_arn)
             .name(name)
             .input(input.to_string())
             .send()
@@ -114,9 +165,13 @@ fn authorized(headers: &HeaderMap) -> Result<(), &'static str> {
     }
 }
 
-/// The body if the request model takes it, plus `"Trigger":"api"` (the integration's request
-/// template appends it); else the validation error string.
-fn validated(model: &jsonschema::Validator, body: &[u8]) -> Result<Value, String> {
+/// The execution's input if the request model takes the body (see [`Template`]); else the
+/// validation error string.
+fn validated(
+    model: &jsonschema::Validator,
+    template: Template,
+    body: &[u8],
+) -> Result<Value, String> {
     let body: Value =
         serde_json::from_slice(body).map_err(|e| format!("[the request body is not JSON: {e}]"))?;
     let reasons: Vec<String> = model
@@ -133,7 +188,16 @@ fn validated(model: &jsonschema::Validator, body: &[u8]) -> Result<Value, String
     let Value::Object(mut body) = body else {
         return Err("[the request model takes only a JSON object]".into());
     };
-    body.insert("Trigger".into(), json!("api"));
+    if template == Template::Deployment {
+        if let Some(id) = body.remove("AcmeCertificateId") {
+            let id = id.as_str().unwrap_or_default();
+            body.insert(
+                "CertificateArn".into(),
+                json!(format!("{}{id}", certship_shared::acme::SOURCE_PREFIX)),
+            );
+        }
+        body.insert("Trigger".into(), json!("api"));
+    }
     Ok(Value::Object(body))
 }
 
@@ -214,7 +278,82 @@ mod tests {
     }
 
     fn check(body: Value) -> Result<Value, String> {
-        validated(&model(), body.to_string().as_bytes())
+        validated(&model(), Template::Deployment, body.to_string().as_bytes())
+    }
+
+    fn issuance(body: Value) -> Result<Value, String> {
+        let template = certship_stack::Template::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".."),
+        )
+        .unwrap();
+        let model = template
+            .request_model_at(
+                certship_stack::CERTIFICATES_RESOURCE,
+                &certship_stack::StackValues::new("aws", "us-east-1"),
+            )
+            .unwrap();
+        let model = jsonschema::draft4::new(&model).unwrap();
+        validated(&model, Template::Issuance, body.to_string().as_bytes())
+    }
+
+    /// The template's request template for `/export-cert`, whose effect `validated` emulates.
+    fn deployment_request_template() -> String {
+        let text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../cloudformation/template.yaml"),
+        )
+        .unwrap();
+        let start = text.find("#set($body = $input.json('$'))").unwrap();
+        text[start..start + 400].to_string()
+    }
+
+    #[test]
+    fn an_acme_certificate_id_becomes_the_contract_s_certificate_arn() {
+        let id = "www.example.com-0123456789ab";
+        let input = check(
+            json!({"AcmeCertificateId": id, "CertName": "web", "TargetTagKey": "env", "TargetTagValue": "dev"}),
+        )
+        .unwrap();
+        assert_eq!(input["CertificateArn"], format!("acme:{id}"));
+        assert!(input.get("AcmeCertificateId").is_none());
+        assert_eq!(input["Trigger"], "api");
+        // what the template's Velocity does, which this emulates
+        let velocity = deployment_request_template();
+        assert!(
+            velocity.contains(r#"#if("$!input.path('$.AcmeCertificateId')" != "")"#)
+                && velocity.contains(
+                    r#"replaceFirst('"AcmeCertificateId"\s*:\s*"', '"CertificateArn":"acme:')"#
+                ),
+            "{velocity}"
+        );
+        // exactly one of the two
+        let both = json!({"AcmeCertificateId": id, "CertificateArn": ARN, "CertName": "web", "TargetTagKey": "env", "TargetTagValue": "dev"});
+        assert!(check(both).is_err());
+        let neither = json!({"CertName": "web", "TargetTagKey": "env", "TargetTagValue": "dev"});
+        assert!(check(neither).is_err());
+        let bad = json!({"AcmeCertificateId": "arn:aws:acm:x", "CertName": "web", "TargetTagKey": "env", "TargetTagValue": "dev"});
+        assert!(check(bad).unwrap_err().contains("AcmeCertificateId"));
+    }
+
+    #[test]
+    fn an_issuance_body_is_the_input_as_it_is() {
+        let body = json!({"Domains": ["*.example.com", "example.com"], "HostedZoneId": "Z0123456789ABC", "KeyType": "rsa-2048", "RenewDaysBefore": 20});
+        assert_eq!(issuance(body.clone()).unwrap(), body);
+        for (bad, field) in [
+            (json!({"Domains": [], "HostedZoneId": "Z1"}), "Domains"),
+            (json!({"Domains": ["a.example.com"]}), "HostedZoneId"),
+            (
+                json!({"Domains": ["a.example.com"], "HostedZoneId": "Z1", "KeyType": "dsa"}),
+                "KeyType",
+            ),
+            (
+                json!({"Domains": ["a.example.com"], "HostedZoneId": "Z1", "Trigger": "api"}),
+                "Trigger",
+            ),
+        ] {
+            let error = issuance(bad).unwrap_err();
+            assert!(error.contains(field), "{field}: {error}");
+        }
     }
 
     #[test]
@@ -250,7 +389,7 @@ mod tests {
             assert!(error.contains(expected), "{error}");
             assert!(error.starts_with('[') && error.ends_with(']'), "{error}");
         }
-        assert!(validated(&model(), b"{").is_err());
+        assert!(validated(&model(), Template::Deployment, b"{").is_err());
     }
 
     #[test]

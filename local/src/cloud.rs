@@ -296,12 +296,21 @@ impl LocalCloud {
         units.dedup();
         let template = certship_stack::Template::load(&project)?;
         let renewal_schedule_input = template.renewal_schedule_input()?;
+        let stack_values =
+            certship_stack::StackValues::new(rules.partition(), options.region.clone())
+                .parameter("AllowedReloadServices", units.join(","));
         let request_model = template
-            .request_model(
-                &certship_stack::StackValues::new(rules.partition(), options.region.clone())
-                    .parameter("AllowedReloadServices", units.join(",")),
-            )
+            .request_model(&stack_values)
             .context("the API's request model")?;
+        let issuance_model = template
+            .request_model_at(certship_stack::CERTIFICATES_RESOURCE, &stack_values)
+            .context("the API's issuance model")?;
+        let acme_state_machine_arn = format!(
+            "arn:aws:states:{}:{}:stateMachine:{}",
+            options.region,
+            super::ACCOUNT_ID,
+            provision::ACME_STATE_MACHINE_NAME
+        );
         let functions = Arc::new(Functions::new(
             &config,
             FunctionSettings {
@@ -315,12 +324,7 @@ impl LocalCloud {
                     ca_bundle: Some(acme_ca.tls_ca_pem_path().to_path_buf()),
                     table_name: provision::ACME_TABLE_NAME.into(),
                 },
-                acme_state_machine_arn: format!(
-                    "arn:aws:states:{}:{}:stateMachine:{}",
-                    options.region,
-                    super::ACCOUNT_ID,
-                    provision::ACME_STATE_MACHINE_NAME
-                ),
+                acme_state_machine_arn: acme_state_machine_arn.clone(),
             },
         ));
         let runner = Arc::new(HostRunner::new(HostEnvironment {
@@ -344,6 +348,8 @@ impl LocalCloud {
             aws_sdk_sfn::Client::new(&moto_config),
             state_machine_arn.clone(),
             &request_model,
+            acme_state_machine_arn.clone(),
+            &issuance_model,
         )?;
         let gateway = Arc::new(Gateway::new(
             Arc::clone(&functions),
@@ -357,12 +363,17 @@ impl LocalCloud {
 
         let Provisioned {
             state_machine_arn: created_arn,
-            acme_state_machine_arn,
+            acme_state_machine_arn: created_acme_arn,
             renewal_queue_url,
             output_queue_url,
         } = provision::provision(&config, &project, &options.region).await?;
         if created_arn != state_machine_arn {
             bail!("the state machine is {created_arn}, expected {state_machine_arn}");
+        }
+        if created_acme_arn != acme_state_machine_arn {
+            bail!(
+                "the ACME state machine is {created_acme_arn}, expected {acme_state_machine_arn}"
+            );
         }
         tasks.push(tokio::spawn(super::evidence::drain_output_queue(
             aws_sdk_sqs::Client::new(&config),

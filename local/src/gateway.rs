@@ -3,7 +3,7 @@
 //! here, and the local cloud's own control calls (`certship local tick`); every other request is
 //! forwarded to moto unchanged.
 
-use super::api::{API_PATH, LocalApi};
+use super::api::LocalApi;
 use super::calls::{self, Calls};
 use super::functions::{Function, Functions};
 use super::run_command::{self, RunCommand};
@@ -127,8 +127,8 @@ impl Gateway {
                 &body,
             ),
         );
-        if path == API_PATH && parts.method == hyper::Method::POST {
-            let (status, value) = self.api.handle(&parts.headers, &body).await;
+        if LocalApi::serves(&path) && parts.method == hyper::Method::POST {
+            let (status, value) = self.api.handle(&path, &parts.headers, &body).await;
             return json_response(status, &value, "application/json");
         }
         if let Some(function_name) = invoke_target(&path) {

@@ -19,7 +19,7 @@ pub mod running;
 pub mod state_manager;
 pub mod supervise;
 
-pub use api::API_PATH;
+pub use api::{API_PATH, CERTIFICATES_PATH};
 /// The JSON-over-HTTP client of the local cloud's own endpoints (and moto's).
 pub use certship_moto::http;
 pub use cloud::{AssociationOverrides, LocalCloud, LocalOptions, sdk_config};

@@ -41,6 +41,8 @@ pub const ACME_TABLE: &str = "AcmeCertificateTable";
 pub const API: &str = "CertshipApi";
 /// The API's resource whose POST starts a deployment.
 pub const API_RESOURCE: &str = "/export-cert";
+/// The API's resource whose POST starts an ACME issuance.
+pub const CERTIFICATES_RESOURCE: &str = "/certificates";
 
 /// The parsed template. Short-form intrinsics (`!Ref`, `!GetAtt`, `!Sub`) stay as tagged values.
 #[derive(Debug, Clone)]
@@ -213,6 +215,16 @@ impl Template {
     /// `AllowedReloadServices`, the partition from `AWS::Partition`). Works on the SAM template
     /// (`AWS::Serverless::Api`) and on its translation (`AWS::ApiGateway::RestApi`) alike.
     pub fn request_model(&self, stack: &StackValues) -> Result<serde_json::Value> {
+        self.request_model_at(API_RESOURCE, stack)
+    }
+
+    /// [`Template::request_model`] of the POST method at `resource` (`/export-cert`,
+    /// `/certificates`).
+    pub fn request_model_at(
+        &self,
+        resource: &str,
+        stack: &StackValues,
+    ) -> Result<serde_json::Value> {
         let template = intrinsics::long_form(&self.document)?;
         let api = &template["Resources"][API];
         let body = match api["Type"].as_str() {
@@ -220,19 +232,19 @@ impl Template {
             Some("AWS::ApiGateway::RestApi") => &api["Properties"]["Body"],
             _ => bail!("the template has no API named {API}"),
         };
-        let post = &body["paths"][API_RESOURCE]["post"];
+        let post = &body["paths"][resource]["post"];
         let validator = post["x-amazon-apigateway-request-validator"]
             .as_str()
             .or_else(|| body["x-amazon-apigateway-request-validator"].as_str())
-            .with_context(|| format!("POST {API_RESOURCE} names no request validator"))?;
+            .with_context(|| format!("POST {resource} names no request validator"))?;
         if body["x-amazon-apigateway-request-validators"][validator]["validateRequestBody"]
             != serde_json::Value::Bool(true)
         {
-            bail!("POST {API_RESOURCE}'s validator {validator} does not validate the body");
+            bail!("POST {resource}'s validator {validator} does not validate the body");
         }
         let reference = post["requestBody"]["content"]["application/json"]["schema"]["$ref"]
             .as_str()
-            .with_context(|| format!("POST {API_RESOURCE} has no application/json schema"))?;
+            .with_context(|| format!("POST {resource} has no application/json schema"))?;
         let name = reference
             .strip_prefix("#/components/schemas/")
             .with_context(|| format!("{reference} is not a schema of the API's components"))?;

@@ -383,3 +383,169 @@ fn each_partition_takes_the_regions_the_functions_take() {
         }
     }
 }
+
+/// The `/certificates` model of the translated template.
+fn issuance_model() -> jsonschema::Validator {
+    let template =
+        Template::parse(&serde_json::to_string_pretty(support::translated()).unwrap()).unwrap();
+    jsonschema::draft4::new(
+        &template
+            .request_model_at(
+                certship_stack::CERTIFICATES_RESOURCE,
+                &StackValues::new("aws", "us-east-1"),
+            )
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// Whether acme-certificate takes `body` as its issuance request.
+fn acme_takes(body: &Value) -> bool {
+    serde_json::from_value::<certship_shared::acme::IssueRequest>(body.clone())
+        .is_ok_and(|request| request.validate().is_ok())
+}
+
+#[test]
+fn the_issuance_model_and_the_acme_rules_agree_on_every_sample() {
+    let label63 = "a".repeat(63);
+    let long_name = format!("{label63}.{label63}.{label63}.{}.com", "b".repeat(57));
+    assert_eq!(long_name.len(), 253);
+    let too_long = format!("x{long_name}");
+    let domains: Vec<Value> = [
+        "example.com",
+        "*.example.com",
+        "EXAMPLE.com",
+        "xn--bcher-kva.example",
+        "a-b.example.com",
+        &format!("{label63}.example.com"),
+        &long_name,
+        // refused by both
+        &too_long,
+        &format!("{label63}a.example.com"),
+        "example",
+        "a*.example.com",
+        "*.*.example.com",
+        "*example.com",
+        "-a.example.com",
+        "a-.example.com",
+        "a_b.example.com",
+        "bücher.example",
+        "exa mple.com",
+        "example.com.",
+        ".example.com",
+        "",
+    ]
+    .iter()
+    .map(|d| json!({"Domains": [d], "HostedZoneId": "Z0123456789ABC"}))
+    .collect();
+    let mut samples = domains;
+    let base = || json!({"Domains": ["www.example.com"], "HostedZoneId": "Z0123456789ABC"});
+    let with = |field: &str, value: Value| {
+        let mut body = base();
+        body[field] = value;
+        body
+    };
+    let many: Vec<String> = (0..101).map(|i| format!("n{i}.example.com")).collect();
+    samples.extend([
+        base(),
+        with("Domains", json!([])),
+        with("Domains", json!(many[..100])),
+        with("Domains", json!(many)),
+        with("Domains", json!("www.example.com")),
+        with("HostedZoneId", json!("/hostedzone/Z0123456789ABC")),
+        with("HostedZoneId", json!("")),
+        with("HostedZoneId", json!("Z0123!")),
+        with("HostedZoneId", json!("Z".repeat(32))),
+        with("HostedZoneId", json!("Z".repeat(33))),
+        with("KeyType", json!("ec-p256")),
+        with("KeyType", json!("ec-p384")),
+        with("KeyType", json!("rsa-2048")),
+        with("KeyType", json!("EC-P256")),
+        with("KeyType", json!("rsa-4096")),
+        with("Directory", json!("letsencrypt")),
+        with("Directory", json!("letsencrypt-staging")),
+        with("Directory", json!("https://acme.example.net/directory")),
+        with("Directory", json!("http://acme.example.net/directory")),
+        with("Directory", json!("https://acme example")),
+        with("Directory", json!("https://")),
+        with("Directory", json!(format!("https://{}", "a".repeat(1016)))),
+        with("Directory", json!(format!("https://{}", "a".repeat(1017)))),
+        with("Directory", json!("Letsencrypt")),
+        with("Contact", json!(["mailto:ops@example.com"])),
+        with("Contact", json!([])),
+        with("Contact", json!(["ops@example.com"])),
+        with("Contact", json!(["mailto:ops"])),
+        with("Contact", json!(["mailto:a@b"])),
+        with("Contact", json!(["mailto:@b.c"])),
+        with("RenewDaysBefore", json!(1)),
+        with("RenewDaysBefore", json!(30)),
+        with("RenewDaysBefore", json!(365)),
+        with("RenewDaysBefore", json!(0)),
+        with("RenewDaysBefore", json!(366)),
+        with("RenewDaysBefore", json!(-1)),
+        with("RenewDaysBefore", json!(30.5)),
+        with("RenewDaysBefore", json!("30")),
+    ]);
+    let model = issuance_model();
+    let mut taken = 0;
+    for body in &samples {
+        assert_eq!(
+            model.is_valid(body),
+            acme_takes(body),
+            "the model and the rules disagree on {body}"
+        );
+        taken += usize::from(acme_takes(body));
+    }
+    // the samples are not one-sided
+    assert!(taken > 15 && taken < samples.len() - 15, "{taken}");
+
+    // and the model, stricter than serde, refuses what is not the contract's
+    for extra in ["Trigger", "Force", "domains"] {
+        assert!(!model.is_valid(&with(extra, json!("x"))), "{extra}");
+    }
+}
+
+#[test]
+fn a_deployment_names_an_acme_certificate_by_either_field_but_not_both() {
+    let model = deployed(&StackValues::new("aws", "us-east-1"));
+    let id = "wildcard.example.com-0123456789ab";
+    let mut by_id = body();
+    by_id.as_object_mut().unwrap().remove("CertificateArn");
+    by_id["AcmeCertificateId"] = json!(id);
+    assert!(model.is_valid(&by_id), "{by_id}");
+    // what the request template makes of it, the functions take
+    let mut as_input = by_id.clone();
+    as_input
+        .as_object_mut()
+        .unwrap()
+        .remove("AcmeCertificateId");
+    as_input["CertificateArn"] = json!(format!("acme:{id}"));
+    assert!(functions_take(&as_input, "us-east-1", DEFAULT_ALLOWLIST));
+
+    let mut both = by_id.clone();
+    both["CertificateArn"] = json!(ARN);
+    let mut neither = by_id.clone();
+    neither.as_object_mut().unwrap().remove("AcmeCertificateId");
+    for (refused, why) in [
+        (both, "both"),
+        (neither, "neither"),
+        (
+            {
+                let mut b = by_id.clone();
+                b["AcmeCertificateId"] = json!(format!("acme:{id}"));
+                b
+            },
+            "with the prefix",
+        ),
+        (
+            {
+                let mut b = by_id.clone();
+                b["AcmeCertificateId"] = json!("wildcard.example.com-0123456789AB");
+                b
+            },
+            "upper-case hex",
+        ),
+    ] {
+        assert!(!model.is_valid(&refused), "{why}: {refused}");
+    }
+}

@@ -146,7 +146,10 @@ impl IssueRequest {
             ));
         }
         let url = self.directory_url();
-        if !url.starts_with("https://") || url.len() > 1024 || url.contains(char::is_whitespace) {
+        if url.strip_prefix("https://").is_none_or(str::is_empty)
+            || url.len() > 1024
+            || url.contains(char::is_whitespace)
+        {
             return invalid(format!(
                 "Directory {:?} is neither letsencrypt, letsencrypt-staging nor an https:// URL",
                 self.directory
