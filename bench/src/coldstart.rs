@@ -143,7 +143,7 @@ const FUNCTIONS: [Function; 6] = [
     },
     Function {
         bin: "acme-certificate",
-        boto3_clients: &["route53", "secretsmanager", "dynamodb", "events"],
+        boto3_clients: &["route53", "acm", "secretsmanager", "dynamodb", "events"],
         // ACME_CA_BUNDLE is the local cloud's only (a private CA's TLS root); unset in AWS.
         settings: &[ACME_TABLE_NAME],
     },

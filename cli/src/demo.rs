@@ -369,6 +369,7 @@ async fn scenario(cloud: &LocalCloud, steps: &mut Steps) -> Result<()> {
         directory: cloud.acme_ca.directory_url(),
         contact: vec![],
         renew_days_before: None,
+        import_to_acm: false,
     };
     let mut progress = Vec::new();
     let outcome = crate::commands::acme::issue(

@@ -38,6 +38,7 @@ async fn a_wildcard_certificate_from_the_acme_ca_is_installed_on_every_tagged_ho
         directory: cloud.acme_ca.directory_url(),
         contact: vec![],
         renew_days_before: None,
+        import_to_acm: false,
     };
     let mut progress = Vec::new();
     let outcome = issue(
@@ -185,6 +186,7 @@ async fn the_schedule_renews_what_is_due_or_forced_and_redeploys_it() {
         directory: cloud.acme_ca.directory_url(),
         contact: vec![],
         renew_days_before,
+        import_to_acm: false,
     };
     let soon = request("soon.renew.test", None);
     let later = request("later.renew.test", Some(10));

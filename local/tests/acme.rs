@@ -5,7 +5,8 @@
 use aws_sdk_sfn::types::ExecutionStatus;
 use certship_local::{LocalCloud, LocalOptions};
 use certship_shared::acme::{
-    IssueRequest, KeyType, account_secret_name, certificate_secret_name, challenge_record_name,
+    ACM_TAG_KEY, IssueRequest, KeyType, account_secret_name, certificate_secret_name,
+    challenge_record_name,
 };
 use certship_shared::acme_registry::Registration;
 use certship_shared::event::{DETAIL_TYPE_RENEWAL_FAILED, RenewalFailedEvent};
@@ -49,6 +50,7 @@ fn request(cloud: &LocalCloud, zone_id: &str, domains: &[&str], key_type: KeyTyp
         directory: cloud.acme_ca.directory_url(),
         contact: vec!["mailto:ops@certship.test".into()],
         renew_days_before: None,
+        import_to_acm: false,
     }
 }
 
@@ -544,5 +546,140 @@ async fn an_account_the_ca_forgot_is_registered_again_and_replaced() {
         .unwrap();
     let bundle: Bundle = serde_json::from_str(&secret).unwrap();
     assert_installable(&cloud, &bundle, KeyType::EcP256).await;
+    cloud.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_imported_certificate_is_reimported_under_its_arn_and_keeps_its_key_type() {
+    let (cloud, _state) = start().await;
+    let zone_id = zone(&cloud, "certship.test.").await;
+    let acm = aws_sdk_acm::Client::new(cloud.sdk_config());
+    // given a request to import the certificate into ACM too
+    let mut request = request(&cloud, &zone_id, &["lb.certship.test"], KeyType::EcP256);
+    request.import_to_acm = true;
+
+    // when it is issued
+    let first = issue(&cloud, &request).await;
+
+    // then ACM holds it as an imported certificate tagged with its id
+    assert_eq!(
+        first.status,
+        ExecutionStatus::Succeeded,
+        "{:?}",
+        first.cause
+    );
+    let arn = first.output["Imported"]["AcmCertificateArn"]
+        .as_str()
+        .expect("$.Imported.AcmCertificateArn")
+        .to_string();
+    let issued: ExportResult = serde_json::from_value(first.output["Issued"].clone()).unwrap();
+    let described = acm
+        .describe_certificate()
+        .certificate_arn(&arn)
+        .send()
+        .await
+        .unwrap()
+        .certificate
+        .unwrap();
+    assert_eq!(
+        described.r#type().map(|t| t.as_str()),
+        Some("IMPORTED"),
+        "{described:?}"
+    );
+    assert!(
+        certship_shared::serial::same_serial(described.serial().unwrap(), &issued.serial),
+        "ACM holds {:?}, the issuance {}",
+        described.serial(),
+        issued.serial
+    );
+    let tags = acm
+        .list_tags_for_certificate()
+        .certificate_arn(&arn)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        tags.tags().iter().any(|t| t.key() == ACM_TAG_KEY
+            && t.value() == Some(request.certificate_id().as_str())),
+        "{tags:?}"
+    );
+    assert_eq!(
+        registered(&cloud, &request)
+            .await
+            .unwrap()
+            .acm_certificate_arn
+            .as_deref(),
+        Some(arn.as_str())
+    );
+
+    // when it is issued again without asking for the import: once imported, it stays imported
+    request.import_to_acm = false;
+    let again = issue(&cloud, &request).await;
+
+    // then the same ACM certificate holds the new one
+    assert_eq!(
+        again.status,
+        ExecutionStatus::Succeeded,
+        "{:?}",
+        again.cause
+    );
+    assert_eq!(again.output["Imported"]["AcmCertificateArn"], arn.as_str());
+    let renewed: ExportResult = serde_json::from_value(again.output["Issued"].clone()).unwrap();
+    assert_ne!(renewed.serial, issued.serial);
+    let described = acm
+        .describe_certificate()
+        .certificate_arn(&arn)
+        .send()
+        .await
+        .unwrap()
+        .certificate
+        .unwrap();
+    assert!(certship_shared::serial::same_serial(
+        described.serial().unwrap(),
+        &renewed.serial
+    ));
+    let listed = acm.list_certificates().send().await.unwrap();
+    assert_eq!(
+        listed.certificate_summary_list().len(),
+        1,
+        "no second ACM certificate"
+    );
+
+    // and no secret reached the state or its history on the way
+    let (secret, _) = secret_string(&cloud, &certificate_secret_name(&request.certificate_id()))
+        .await
+        .unwrap();
+    let bundle: Bundle = serde_json::from_str(&secret).unwrap();
+    let key_body: String = bundle
+        .encrypted_private_key
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    for text in [again.output.to_string(), again.history.clone()] {
+        certship_testkit::assert_no_secret(
+            "the re-import",
+            &text,
+            &[&bundle.passphrase, &key_body[..64], "PRIVATE KEY"],
+        );
+    }
+
+    // when it is asked for with another key type, it is refused before any order: ACM cannot
+    // re-import a different key type
+    request.key_type = KeyType::Rsa2048;
+    let refused = issue(&cloud, &request).await;
+    assert_eq!(refused.status, ExecutionStatus::Failed);
+    assert_eq!(refused.error.as_deref(), Some("InvalidRequest"));
+    let cause = refused.cause.unwrap_or_default();
+    assert!(cause.contains("--key-type ec-p256"), "{cause}");
+    assert!(
+        !refused.history.contains("Answer challenges"),
+        "no order was placed"
+    );
+    let registration = registered(&cloud, &request).await.unwrap();
+    assert_eq!(
+        (registration.failed_attempts, registration.request.key_type),
+        (0, KeyType::EcP256),
+        "a refused request is no failed renewal"
+    );
     cloud.stop().await;
 }

@@ -485,6 +485,10 @@ fn the_issuance_model_and_the_acme_rules_agree_on_every_sample() {
         with("RenewDaysBefore", json!(-1)),
         with("RenewDaysBefore", json!(30.5)),
         with("RenewDaysBefore", json!("30")),
+        with("ImportToAcm", json!(true)),
+        with("ImportToAcm", json!(false)),
+        with("ImportToAcm", json!("yes")),
+        with("ImportToAcm", json!(1)),
     ]);
     let model = issuance_model();
     let mut taken = 0;

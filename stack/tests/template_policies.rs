@@ -56,7 +56,14 @@ const FUNCTIONS: [&str; 6] = [
 
 /// Calls IAM authorizes as other actions than their own name, and why: each call found in the
 /// code stands for exactly these actions.
-const AUTHORIZED_AS: [(&str, &[&str], &str); 5] = [
+const AUTHORIZED_AS: [(&str, &[&str], &str); 6] = [
+    (
+        "acm:ImportCertificate",
+        &["acm:ImportCertificate", "acm:AddTagsToCertificate"],
+        "acme-certificate imports with Tags, which ACM authorizes as acm:AddTagsToCertificate \
+         besides ImportCertificate (Service Authorization Reference, AWS Certificate Manager, \
+         \"API operations\": ImportCertificate)",
+    ),
     (
         "secretsmanager:CreateSecret",
         &["secretsmanager:CreateSecret", "secretsmanager:TagResource"],
@@ -392,9 +399,12 @@ fn sdk_dependencies(dependent: &Value) -> Vec<Sdk> {
 }
 
 /// The crate's non-test source: its modules from `src/lib.rs` and `src/main.rs` through
-/// `mod x;`, each cut at its first `#[cfg(test)] mod`, so test modules and their files are out.
+/// `mod x;`, each cut at its first `#[cfg(test)] mod` (other attributes may stand between), so
+/// test modules and their files are out.
 fn non_test_sources(crate_dir: &Path) -> Vec<(PathBuf, String)> {
-    let test_module = Regex::new(r"#\[cfg\(test\)\]\s*(pub(\([^)]*\))?\s+)?mod\s").unwrap();
+    // Other attributes may stand between, such as a `#[path = "x_tests.rs"]`.
+    let test_module =
+        Regex::new(r"#\[cfg\(test\)\]\s*(#\[[^\]]*\]\s*)*(pub(\([^)]*\))?\s+)?mod\s").unwrap();
     let module = Regex::new(r"(?m)^\s*(pub(\([^)]*\))?\s+)?mod\s+(\w+)\s*;").unwrap();
     let mut pending: Vec<PathBuf> = ["src/lib.rs", "src/main.rs"]
         .iter()

@@ -9,7 +9,7 @@ use crate::ops::stack::Resources;
 use crate::ops::{self, AwsArgs, Clients, OutputArgs, OutputFormat, StackArgs, explain};
 use anyhow::{Context, Result, bail};
 use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent, HistoryEventType};
-use certship_shared::acme::{IssueRequest, KeyType, OrderResult, SOURCE_PREFIX};
+use certship_shared::acme::{ImportResult, IssueRequest, KeyType, OrderResult, SOURCE_PREFIX};
 use certship_shared::acme_registry::{Registration, Renewal};
 use certship_shared::{CertshipError, ExportResult};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
@@ -207,6 +207,10 @@ pub struct IssueArgs {
     /// Renew when fewer than DAYS days are left (the daily renewal schedule checks)
     #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=i64::from(certship_shared::acme::MAX_RENEW_DAYS_BEFORE)))]
     renew_days_before: Option<u32>,
+    /// Also import the certificate into ACM (and re-import it under the same ARN at each
+    /// renewal), for load balancers and CloudFront
+    #[arg(long)]
+    import_to_acm: bool,
     /// Start the issuance and return, rather than follow it to its end
     #[arg(long)]
     no_wait: bool,
@@ -235,6 +239,7 @@ impl IssueArgs {
             directory: self.directory.clone(),
             contact: self.contact.clone(),
             renew_days_before: self.renew_days_before,
+            import_to_acm: self.import_to_acm,
         };
         request
             .validate()
@@ -467,6 +472,8 @@ pub async fn follow(
 struct IssuanceState {
     order: Option<OrderResult>,
     issued: Option<ExportResult>,
+    #[serde(default)]
+    imported: Option<ImportResult>,
 }
 
 impl IssuanceState {
@@ -579,13 +586,15 @@ pub struct IssueOutcome {
     pub certificate_id: String,
     pub execution_arn: String,
     pub result: IssueResult,
+    /// The ACM certificate it went into, with `--import-to-acm` (or an earlier import).
+    pub acm_certificate_arn: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IssueResult {
     /// The certificate is in its secret: `$.Issued` of the final state.
     Issued(ExportResult),
-    Failed(IssueFailure),
+    Failed(Box<IssueFailure>),
 }
 
 /// An issuance that failed, timed out or was aborted.
@@ -609,6 +618,10 @@ impl IssueOutcome {
         (ending, output): (execution::Ending, Option<IssuanceState>),
         seen: IssuanceState,
     ) -> Result<Self> {
+        let acm_certificate_arn = output
+            .as_ref()
+            .and_then(|o| o.imported.as_ref())
+            .and_then(|i| i.acm_certificate_arn.clone());
         let result = if ending.succeeded() {
             // The final state, or else what Finalize wrote on the way.
             let issued = output.and_then(|o| o.issued).or(seen.issued);
@@ -620,18 +633,19 @@ impl IssueOutcome {
             };
             IssueResult::Issued(issued)
         } else {
-            IssueResult::Failed(IssueFailure {
+            IssueResult::Failed(Box::new(IssueFailure {
                 status: ending.status,
                 error: ending.error,
                 cause: ending.cause.map(|c| execution::cause_message(&c)),
                 issued: seen.issued,
                 order: seen.order,
-            })
+            }))
         };
         Ok(Self {
             certificate_id: started.certificate_id.clone(),
             execution_arn: started.execution_arn.clone(),
             result,
+            acm_certificate_arn,
         })
     }
 
@@ -647,15 +661,21 @@ impl IssueOutcome {
     /// The result for people.
     pub fn text(&self) -> String {
         match &self.result {
-            IssueResult::Issued(issued) => format!(
-                "Issued {}\n  serial     {}\n  not after  {}\n  names      {}\n  secret     {} (version {})",
-                self.source(),
-                issued.serial,
-                issued.not_after,
-                issued.domains.join(", "),
-                issued.secret_arn,
-                issued.secret_version_id
-            ),
+            IssueResult::Issued(issued) => {
+                let mut text = format!(
+                    "Issued {}\n  serial     {}\n  not after  {}\n  names      {}\n  secret     {} (version {})",
+                    self.source(),
+                    issued.serial,
+                    issued.not_after,
+                    issued.domains.join(", "),
+                    issued.secret_arn,
+                    issued.secret_version_id
+                );
+                if let Some(arn) = &self.acm_certificate_arn {
+                    text.push_str(&format!("\n  in ACM     {arn}"));
+                }
+                text
+            }
             IssueResult::Failed(failure) => {
                 let mut text = match failure.status {
                     ExecutionStatus::TimedOut => "Issuance timed out".to_string(),
@@ -705,6 +725,7 @@ impl IssueOutcome {
             IssueResult::Issued(issued) => serde_json::json!({
                 "status": ExecutionStatus::Succeeded.as_str(),
                 "issued": issued,
+                "acmCertificateArn": self.acm_certificate_arn,
             }),
             IssueResult::Failed(failure) => serde_json::json!({
                 "status": failure.status.as_str(),
@@ -765,6 +786,7 @@ mod tests {
                 directory: "letsencrypt".into(),
                 contact: vec![],
                 renew_days_before: Some(20),
+                import_to_acm: false,
             },
             force: false,
             not_after: Some(not_after.into()),
@@ -775,6 +797,7 @@ mod tests {
             failed_attempts: 0,
             last_failed_at: None,
             last_error: None,
+            acm_certificate_arn: None,
         }
     }
 
@@ -842,6 +865,8 @@ mod tests {
                 name: "_acme-challenge.example.com.".into(),
                 values: vec!["v1".into(), "v2".into()],
             }],
+            import_to_acm: false,
+            acm_certificate_arn: None,
         }
     }
 
@@ -1042,6 +1067,7 @@ mod tests {
             directory: "letsencrypt-staging".into(),
             contact: vec![],
             renew_days_before: None,
+            import_to_acm: false,
         };
         let id = request.certificate_id();
         let name = execution_name(&id, 1_764_000_000);
@@ -1077,6 +1103,7 @@ mod tests {
             certificate_id: "example.com-0123456789ab".into(),
             execution_arn: EXECUTION.into(),
             result: IssueResult::Issued(issued()),
+            acm_certificate_arn: None,
         };
         assert!(outcome.succeeded());
         assert_eq!(
@@ -1090,6 +1117,15 @@ mod tests {
         assert_eq!(json["status"], "SUCCEEDED");
         let back: ExportResult = serde_json::from_value(json["issued"].clone()).unwrap();
         assert_eq!(back, issued());
+
+        // imported into ACM too, it says where
+        let arn = "arn:aws:acm:eu-west-1:111122223333:certificate/0d3f5a1c";
+        let imported = IssueOutcome {
+            acm_certificate_arn: Some(arn.into()),
+            ..outcome
+        };
+        assert!(imported.text().ends_with(&format!("\n  in ACM     {arn}")));
+        assert_eq!(imported.json()["acmCertificateArn"], arn);
     }
 
     #[test]
@@ -1097,13 +1133,14 @@ mod tests {
         let failed = |issued: Option<ExportResult>| IssueOutcome {
             certificate_id: "example.com-0123456789ab".into(),
             execution_arn: EXECUTION.into(),
-            result: IssueResult::Failed(IssueFailure {
+            result: IssueResult::Failed(Box::new(IssueFailure {
                 status: ExecutionStatus::Failed,
                 error: Some("ChallengeFailed".into()),
                 cause: Some("example.com: _acme-challenge.example.com. has no TXT record".into()),
                 issued,
                 order: Some(order()),
-            }),
+            })),
+            acm_certificate_arn: None,
         };
         let outcome = failed(None);
         assert!(!outcome.succeeded());

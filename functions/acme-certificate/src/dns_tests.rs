@@ -30,6 +30,7 @@ fn request(domains: &[&str]) -> IssueRequest {
         directory: "letsencrypt-staging".into(),
         contact: vec![],
         renew_days_before: None,
+        import_to_acm: false,
     }
 }
 

@@ -5,7 +5,8 @@
 //! Retry, never a long poll here.
 
 use certship_shared::acme::{
-    ChallengeRecord, IssueRequest, OrderResult, Step, StepResult, challenge_record_name,
+    ChallengeRecord, ImportResult, IssueRequest, OrderResult, Step, StepResult,
+    challenge_record_name,
 };
 use certship_shared::{CertshipError, ExportResult};
 use instant_acme::{
@@ -19,6 +20,7 @@ use std::time::Duration;
 mod account;
 mod certificate;
 mod dns;
+mod import;
 pub mod pkcs8;
 pub mod registry;
 mod settings;
@@ -33,6 +35,7 @@ const CERTIFICATE_WAIT: Duration = Duration::from_secs(30);
 /// What the handler needs, built once per cold start.
 pub struct AppState {
     pub route53: aws_sdk_route53::Client,
+    pub acm: aws_sdk_acm::Client,
     pub secrets: aws_sdk_secretsmanager::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub events: aws_sdk_eventbridge::Client,
@@ -44,6 +47,7 @@ impl AppState {
     pub fn new(config: &aws_config::SdkConfig, settings: Settings) -> Self {
         Self {
             route53: aws_sdk_route53::Client::new(config),
+            acm: aws_sdk_acm::Client::new(config),
             secrets: aws_sdk_secretsmanager::Client::new(config),
             dynamodb: aws_sdk_dynamodb::Client::new(config),
             events: aws_sdk_eventbridge::Client::new(config),
@@ -58,6 +62,7 @@ impl AppState {
 pub enum Output {
     Order(OrderResult),
     Issued(ExportResult),
+    Imported(ImportResult),
     Step(StepResult),
 }
 
@@ -102,11 +107,15 @@ pub async fn handler(state: &AppState, step: Step) -> Result<Output, CertshipErr
             tracing::info!(certificate = %order.certificate_id, removed, "challenge records removed");
             Ok(status("CLEANED"))
         }
+        Step::Import { order, issued } => import::import(state, &order, &issued)
+            .await
+            .map(Output::Imported),
         Step::Record {
             request,
             issued,
+            imported,
             execution,
-        } => registry::record(state, &request, &issued, &execution)
+        } => registry::record(state, &request, &issued, &imported, &execution)
             .await
             .map(|()| status("RECORDED")),
         Step::Failed {
@@ -118,6 +127,7 @@ pub async fn handler(state: &AppState, step: Step) -> Result<Output, CertshipErr
             .map(|recorded| match recorded {
                 registry::FailureRecord::RenewalFailed => status("RENEWAL_FAILED"),
                 registry::FailureRecord::NotRegistered => status("NOT_REGISTERED"),
+                registry::FailureRecord::Refused => status("REFUSED"),
             }),
     }
 }
@@ -127,6 +137,7 @@ pub async fn handler(state: &AppState, step: Step) -> Result<Output, CertshipErr
 async fn order(state: &AppState, request: &IssueRequest) -> Result<OrderResult, CertshipError> {
     request.validate()?;
     dns::check_zone(&state.route53, request).await?;
+    let previous = registry::previous(state, request).await?;
     let ca_bundle = state.settings.ca_bundle.as_deref();
     let identifiers: Vec<Identifier> = request
         .domains
@@ -155,6 +166,8 @@ async fn order(state: &AppState, request: &IssueRequest) -> Result<OrderResult, 
         order_url: order.url().to_string(),
         change_id,
         records,
+        import_to_acm: request.import_to_acm || previous.acm_certificate_arn.is_some(),
+        acm_certificate_arn: previous.acm_certificate_arn,
     };
     tracing::info!(
         certificate = %result.certificate_id,

@@ -3,7 +3,10 @@
 
 use std::num::NonZeroU32;
 
-use aws_lc_rs::cipher::{AES_256, AES_256_KEY_LEN, PaddedBlockEncryptingKey, UnboundCipherKey};
+use aws_lc_rs::cipher::{
+    AES_256, AES_256_KEY_LEN, DecryptionContext, PaddedBlockDecryptingKey,
+    PaddedBlockEncryptingKey, UnboundCipherKey,
+};
 use aws_lc_rs::pbkdf2;
 use base64::Engine as _;
 
@@ -88,6 +91,144 @@ pub fn encrypt_pem(private_key_pkcs8_der: &[u8], passphrase: &str) -> Result<Str
     Ok(pem(&encrypted_private_key_info(&salt, iv, &data)))
 }
 
+/// Why an encrypted key could not be read back. No variant carries data, so no message can leak
+/// the passphrase or key bytes.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecryptError {
+    #[error("the key is not a PEM ENCRYPTED PRIVATE KEY")]
+    NotPem,
+    #[error("the encrypted key's DER is malformed")]
+    Malformed,
+    /// Only what [`encrypt_pem`] writes is read: PBES2, PBKDF2-HMAC-SHA256, AES-256-CBC.
+    #[error(
+        "the key is encrypted with another algorithm than PBES2/PBKDF2-HMAC-SHA256/AES-256-CBC"
+    )]
+    Unsupported,
+    /// A wrong passphrase, or a damaged ciphertext.
+    #[error("the key does not decrypt with this passphrase")]
+    Decrypt,
+}
+
+/// The PKCS#8 `PrivateKeyInfo` DER inside `pem` (what [`encrypt_pem`] writes), decrypted with
+/// `passphrase`. The caller holds the plaintext key: keep it short-lived.
+pub fn decrypt_pem(pem: &str, passphrase: &str) -> Result<Vec<u8>, DecryptError> {
+    use x509_parser::der_parser::ber::BerObject;
+    use x509_parser::der_parser::parse_der;
+
+    let body = pem
+        .trim()
+        .strip_prefix(PEM_BEGIN.trim_end())
+        .and_then(|rest| rest.strip_suffix(PEM_END.trim_end()))
+        .ok_or(DecryptError::NotPem)?;
+    let body: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .map_err(|_| DecryptError::NotPem)?;
+    let (rest, info) = parse_der(&der).map_err(|_| DecryptError::Malformed)?;
+    if !rest.is_empty() {
+        return Err(DecryptError::Malformed);
+    }
+    fn sequence<'a>(o: &BerObject<'a>) -> Result<Vec<BerObject<'a>>, DecryptError> {
+        o.as_sequence()
+            .cloned()
+            .map_err(|_| DecryptError::Malformed)
+    }
+    fn is(o: &BerObject<'_>, oid: &[u32]) -> bool {
+        o.as_oid()
+            .is_ok_and(|found| found.as_bytes() == &der::oid(oid)[2..])
+    }
+    fn octets(o: &BerObject<'_>) -> Result<Vec<u8>, DecryptError> {
+        o.as_slice()
+            .map(<[u8]>::to_vec)
+            .map_err(|_| DecryptError::Malformed)
+    }
+    // EncryptedPrivateKeyInfo ::= SEQUENCE { encryptionAlgorithm, encryptedData }
+    let [algorithm, ciphertext] = sequence(&info)?
+        .try_into()
+        .map_err(|_| DecryptError::Malformed)?;
+    let [pbes2, params] = sequence(&algorithm)?
+        .try_into()
+        .map_err(|_| DecryptError::Malformed)?;
+    if !is(&pbes2, PBES2) {
+        return Err(DecryptError::Unsupported);
+    }
+    let [kdf, scheme] = sequence(&params)?
+        .try_into()
+        .map_err(|_| DecryptError::Malformed)?;
+    let [kdf_oid, kdf_params] = sequence(&kdf)?
+        .try_into()
+        .map_err(|_| DecryptError::Malformed)?;
+    let [scheme_oid, iv] = sequence(&scheme)?
+        .try_into()
+        .map_err(|_| DecryptError::Malformed)?;
+    if !is(&kdf_oid, PBKDF2) || !is(&scheme_oid, AES_256_CBC) {
+        return Err(DecryptError::Unsupported);
+    }
+    // PBKDF2-params ::= SEQUENCE { salt, iterationCount, keyLength OPTIONAL, prf DEFAULT sha1 }
+    let kdf_params = sequence(&kdf_params)?;
+    let (salt, iterations) = match kdf_params.as_slice() {
+        [salt, iterations, ..] => (
+            octets(salt)?,
+            iterations.as_u32().map_err(|_| DecryptError::Malformed)?,
+        ),
+        _ => return Err(DecryptError::Malformed),
+    };
+    let mut prf_is_sha256 = false;
+    for extra in &kdf_params[2..] {
+        if let Ok(length) = extra.as_u32() {
+            if length as usize != AES_256_KEY_LEN {
+                return Err(DecryptError::Unsupported);
+            }
+        } else if let Ok(prf) = sequence(extra) {
+            prf_is_sha256 = prf.first().is_some_and(|oid| is(oid, HMAC_WITH_SHA256));
+        }
+    }
+    if !prf_is_sha256 {
+        return Err(DecryptError::Unsupported);
+    }
+    let iterations = NonZeroU32::new(iterations).ok_or(DecryptError::Malformed)?;
+    let iv: [u8; 16] = octets(&iv)?
+        .try_into()
+        .map_err(|_| DecryptError::Malformed)?;
+
+    let mut derived = [0u8; AES_256_KEY_LEN];
+    pbkdf2::derive(
+        pbkdf2::PBKDF2_HMAC_SHA256,
+        iterations,
+        &salt,
+        passphrase.as_bytes(),
+        &mut derived,
+    );
+    let unbound = UnboundCipherKey::new(&AES_256, &derived);
+    derived.fill(0);
+    std::hint::black_box(&derived);
+    let key = PaddedBlockDecryptingKey::cbc_pkcs7(unbound.map_err(|_| DecryptError::Decrypt)?)
+        .map_err(|_| DecryptError::Decrypt)?;
+    let mut data = octets(&ciphertext)?;
+    let plain_len = match key.decrypt(&mut data, DecryptionContext::Iv128(iv.into())) {
+        Ok(plain) => plain.len(),
+        Err(_) => {
+            data.fill(0);
+            return Err(DecryptError::Decrypt);
+        }
+    };
+    data.truncate(plain_len);
+    // A wrong passphrase passes the padding check about once in 256: the result must still be
+    // a DER SEQUENCE filling the whole plaintext.
+    if parse_der(&data).map_or(true, |(rest, o)| {
+        !rest.is_empty() || o.as_sequence().is_err()
+    }) {
+        data.fill(0);
+        return Err(DecryptError::Decrypt);
+    }
+    Ok(data)
+}
+
+/// A PKCS#8 `PrivateKeyInfo` as the PEM `PRIVATE KEY` ACM's ImportCertificate takes.
+pub fn private_key_pem(private_key_pkcs8_der: &[u8]) -> String {
+    pem_labelled(private_key_pkcs8_der, "PRIVATE KEY")
+}
+
 /// `EncryptedPrivateKeyInfo` (RFC 5958) with PBES2 parameters (RFC 8018, appendix A.2/A.4).
 fn encrypted_private_key_info(salt: &[u8], iv: &[u8], ciphertext: &[u8]) -> Vec<u8> {
     // keyLength is omitted: AES-256 has a fixed key length, and OpenSSL omits it too.
@@ -108,15 +249,19 @@ fn encrypted_private_key_info(salt: &[u8], iv: &[u8], ciphertext: &[u8]) -> Vec<
 
 /// PEM with the 64-column base64 body RFC 7468 asks for.
 fn pem(der: &[u8]) -> String {
+    pem_labelled(der, "ENCRYPTED PRIVATE KEY")
+}
+
+fn pem_labelled(der: &[u8], label: &str) -> String {
     let body = base64::engine::general_purpose::STANDARD.encode(der);
     let newlines = body.len().div_ceil(64);
-    let mut out = String::with_capacity(PEM_BEGIN.len() + body.len() + newlines + PEM_END.len());
-    out.push_str(PEM_BEGIN);
+    let mut out = String::with_capacity(2 * label.len() + 32 + body.len() + newlines);
+    out.push_str(&format!("-----BEGIN {label}-----\n"));
     for line in body.as_bytes().chunks(64) {
         out.extend(line.iter().copied().map(char::from));
         out.push('\n');
     }
-    out.push_str(PEM_END);
+    out.push_str(&format!("-----END {label}-----\n"));
     out
 }
 
@@ -265,6 +410,84 @@ mod tests {
         let decrypted = pem_body(&String::from_utf8_lossy(&decrypted), "PRIVATE KEY");
         // Not assert_eq: a failure should not print key bytes.
         assert!(decrypted == der, "openssl decrypted a different key");
+    }
+
+    #[test]
+    fn pkcs8_decrypts_what_it_encrypts_for_each_key_type() {
+        for key in [
+            rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("P-256 key"),
+            rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).expect("P-384 key"),
+            rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+                .expect("RSA key"),
+        ] {
+            let der = key.serialize_der();
+            let pem = encrypt_pem(&der, PASSPHRASE).expect("encrypt");
+            let decrypted = decrypt_pem(&pem, PASSPHRASE).expect("decrypt");
+            assert!(decrypted == der, "a different key came back");
+            // and the PEM ACM takes is the key itself, which openssl reads
+            let plain = private_key_pem(&decrypted);
+            assert!(pem_body(&plain, "PRIVATE KEY") == der);
+        }
+    }
+
+    #[test]
+    fn pkcs8_decrypts_what_openssl_encrypts_and_refuses_other_ciphers() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("plain.pem"), key.serialize_pem()).expect("write");
+        std::fs::write(dir.path().join("pass"), format!("{PASSPHRASE}\n")).expect("write");
+        let encrypted = |cipher: &str| {
+            let out = openssl_ok(
+                dir.path(),
+                &[
+                    "pkcs8",
+                    "-topk8",
+                    "-in",
+                    "plain.pem",
+                    "-v2",
+                    cipher,
+                    "-v2prf",
+                    "hmacWithSHA256",
+                    "-passout",
+                    "file:pass",
+                ],
+            );
+            String::from_utf8(out).expect("PEM")
+        };
+        let by_openssl = decrypt_pem(&encrypted("aes-256-cbc"), PASSPHRASE).expect("decrypt");
+        assert!(
+            by_openssl == key.serialize_der(),
+            "a different key came back"
+        );
+        assert_eq!(
+            decrypt_pem(&encrypted("aes-128-cbc"), PASSPHRASE),
+            Err(DecryptError::Unsupported)
+        );
+    }
+
+    #[test]
+    fn pkcs8_decrypt_refuses_a_wrong_passphrase_and_broken_input() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let pem = encrypt_pem(&key.serialize_der(), PASSPHRASE).expect("encrypt");
+        for wrong in ["x", "q7Rk2VbN9xWm4TcJ8pLz3HsYd6Fg5Ae2", ""] {
+            assert_eq!(
+                decrypt_pem(&pem, wrong),
+                Err(DecryptError::Decrypt),
+                "{wrong}"
+            );
+        }
+        assert_eq!(
+            decrypt_pem(&key.serialize_pem(), PASSPHRASE),
+            Err(DecryptError::NotPem)
+        );
+        let truncated = format!(
+            "{PEM_BEGIN}{}\n{PEM_END}",
+            &pem.lines().nth(1).expect("a body line")[..40]
+        );
+        assert_eq!(
+            decrypt_pem(&truncated, PASSPHRASE),
+            Err(DecryptError::Malformed)
+        );
     }
 
     #[test]

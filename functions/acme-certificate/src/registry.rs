@@ -5,7 +5,7 @@ use crate::AppState;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
-use certship_shared::acme::{IssueRequest, SOURCE_PREFIX, StepError};
+use certship_shared::acme::{ImportResult, IssueRequest, KeyType, SOURCE_PREFIX, StepError};
 use certship_shared::acme_registry::{Registration, attr};
 use certship_shared::error::is_throttling_code;
 use certship_shared::event::{
@@ -23,6 +23,61 @@ pub enum FailureRecord {
     RenewalFailed,
     /// A certificate never issued: nothing to renew, nothing recorded.
     NotRegistered,
+    /// A request refused before anything was asked of the CA (`InvalidRequest`): not an attempt
+    /// at the registered certificate's renewal, so nothing is counted or told.
+    Refused,
+}
+
+/// What an earlier issuance of the certificate left that this one must respect.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Previous {
+    /// The ACM certificate it was imported as: this issuance re-imports over it.
+    pub acm_certificate_arn: Option<String>,
+}
+
+/// The registry's word on `request`'s certificate, read before any order. A certificate in ACM
+/// keeps its key type: ACM re-imports only the same key type and size ("Reimport a
+/// certificate", ACM User Guide), so a request that changes it is refused here, before it costs
+/// an order, rather than after issuing a certificate ACM would not take.
+pub async fn previous(state: &AppState, request: &IssueRequest) -> Result<Previous, CertshipError> {
+    let certificate_id = request.certificate_id();
+    let item = state
+        .dynamodb
+        .get_item()
+        .table_name(&state.settings.table_name)
+        .key(
+            attr::CERTIFICATE_ID,
+            AttributeValue::S(certificate_id.clone()),
+        )
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| CertshipError::from_sdk("GetItem", e))?
+        .item;
+    let Some(item) = item else {
+        return Ok(Previous::default());
+    };
+    let registration = Registration::from_item(&item)?;
+    if let Some(arn) = &registration.acm_certificate_arn {
+        check_key_type(arn, registration.request.key_type, request.key_type)?;
+    }
+    Ok(Previous {
+        acm_certificate_arn: registration.acm_certificate_arn,
+    })
+}
+
+fn check_key_type(arn: &str, imported: KeyType, asked: KeyType) -> Result<(), CertshipError> {
+    if imported == asked {
+        return Ok(());
+    }
+    Err(CertshipError::InvalidRequest(format!(
+        "KeyType {}: the certificate is imported into ACM as {arn} with an {} key, and ACM cannot \
+         re-import a different key type; issue with KeyType {} (--key-type {})",
+        asked.as_str(),
+        imported.as_str(),
+        imported.as_str(),
+        imported.as_str()
+    )))
 }
 
 /// Records the new certificate (clearing `Force` and the failure count) and publishes
@@ -31,23 +86,32 @@ pub async fn record(
     state: &AppState,
     request: &IssueRequest,
     issued: &ExportResult,
+    imported: &ImportResult,
     execution: &str,
 ) -> Result<(), CertshipError> {
     let certificate_id = request.certificate_id();
     let request_json = serde_json::to_string(request)
         .map_err(|e| CertshipError::Service(format!("could not encode the request: {e}")))?;
     let s = |v: &str| AttributeValue::S(v.to_string());
-    state
+    let mut update = state
         .dynamodb
         .update_item()
         .table_name(&state.settings.table_name)
-        .key(attr::CERTIFICATE_ID, s(&certificate_id))
-        .update_expression(
-            "SET #request = :request, #domains = :domains, #not_after = :not_after, \
-             #serial = :serial, #version = :version, #issued_at = :issued_at, \
-             #execution = :execution \
-             REMOVE #force, #failed_attempts, #last_failed_at, #last_error",
-        )
+        .key(attr::CERTIFICATE_ID, s(&certificate_id));
+    let mut set = "SET #request = :request, #domains = :domains, #not_after = :not_after, \
+                   #serial = :serial, #version = :version, #issued_at = :issued_at, \
+                   #execution = :execution"
+        .to_string();
+    if let Some(arn) = &imported.acm_certificate_arn {
+        set.push_str(", #acm = :acm");
+        update = update
+            .expression_attribute_names("#acm", attr::ACM_CERTIFICATE_ARN)
+            .expression_attribute_values(":acm", s(arn));
+    }
+    update
+        .update_expression(format!(
+            "{set} REMOVE #force, #failed_attempts, #last_failed_at, #last_error"
+        ))
         .expression_attribute_names("#request", attr::REQUEST)
         .expression_attribute_names("#domains", attr::DOMAINS)
         .expression_attribute_names("#not_after", attr::NOT_AFTER)
@@ -79,6 +143,7 @@ pub async fn record(
         not_after: issued.not_after.clone(),
         secret_version_id: issued.secret_version_id.clone(),
         execution_arn: Some(execution.to_string()).filter(|e| !e.is_empty()),
+        acm_certificate_arn: imported.acm_certificate_arn.clone(),
     };
     publish(state, DETAIL_TYPE_ACME_ISSUED, &certificate_id, &event).await?;
     tracing::info!(
@@ -100,6 +165,10 @@ pub async fn failed(
     execution: &str,
 ) -> Result<FailureRecord, CertshipError> {
     let certificate_id = request.certificate_id();
+    if error.error == "InvalidRequest" {
+        tracing::info!(certificate = %certificate_id, "a request was refused; no renewal was attempted");
+        return Ok(FailureRecord::Refused);
+    }
     let cause = error_message(&error.cause);
     let s = |v: &str| AttributeValue::S(v.to_string());
     let now = SystemTime::now();
@@ -216,6 +285,20 @@ async fn publish(
 #[cfg(test)]
 mod tests {
     use super::error_message;
+
+    #[test]
+    fn a_certificate_in_acm_keeps_its_key_type() {
+        use super::{KeyType, check_key_type};
+        let arn = "arn:aws:acm:us-east-1:123456789012:certificate/abc";
+        assert!(check_key_type(arn, KeyType::EcP256, KeyType::EcP256).is_ok());
+        let err = check_key_type(arn, KeyType::EcP256, KeyType::Rsa2048)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(arn) && err.contains("--key-type ec-p256") && err.contains("rsa-2048"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn a_lambda_cause_gives_its_message_and_anything_else_stays() {

@@ -24,6 +24,7 @@ fn request(name: &str) -> IssueRequest {
         directory: "letsencrypt-staging".into(),
         contact: vec![],
         renew_days_before: None,
+        import_to_acm: false,
     }
 }
 

@@ -86,6 +86,10 @@ pub struct IssueRequest {
     /// Renew when fewer than this many days are left ([`DEFAULT_RENEW_DAYS_BEFORE`] if unset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renew_days_before: Option<u32>,
+    /// Also import each issued certificate into ACM, re-importing under the same ARN on renewal,
+    /// so load balancers and CloudFront can use it. Once imported, a certificate stays imported.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub import_to_acm: bool,
 }
 
 fn default_directory() -> String {
@@ -287,7 +291,24 @@ pub struct OrderResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub change_id: Option<String>,
     pub records: Vec<ChallengeRecord>,
+    /// Whether the certificate goes into ACM too: asked for, or imported before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub import_to_acm: bool,
+    /// The ACM certificate an earlier issuance imported, which this one re-imports over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acm_certificate_arn: Option<String>,
 }
+
+/// `$.Imported`: the ACM certificate the issuance imported into (none when not imported).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImportResult {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acm_certificate_arn: Option<String>,
+}
+
+/// The tag an imported ACM certificate carries: the certship certificate it is a copy of.
+pub const ACM_TAG_KEY: &str = "certship:acme-certificate-id";
 
 /// The Lambda's input: one step of the issuance, with what that step needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -336,8 +357,18 @@ pub enum Step {
         request: IssueRequest,
         #[serde(rename = "Issued")]
         issued: crate::ExportResult,
+        #[serde(rename = "Imported", default)]
+        imported: ImportResult,
         #[serde(rename = "Execution")]
         execution: String,
+    },
+    /// Imports the stored certificate into ACM, or re-imports it over the ARN of an earlier
+    /// import.
+    Import {
+        #[serde(rename = "Order")]
+        order: OrderResult,
+        #[serde(rename = "Issued")]
+        issued: crate::ExportResult,
     },
     /// Records a failed issuance. For a certificate issued before (a renewal), counts the
     /// failure in the registry, which backs the next attempt off, and publishes
@@ -380,6 +411,7 @@ mod tests {
             directory: "letsencrypt-staging".into(),
             contact: vec![],
             renew_days_before: None,
+            import_to_acm: false,
         }
     }
 

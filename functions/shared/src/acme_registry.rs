@@ -38,6 +38,8 @@ pub mod attr {
     pub const LAST_FAILED_AT: &str = "LastFailedAt";
     /// `<errorType>: <cause>` of the last failure.
     pub const LAST_ERROR: &str = "LastError";
+    /// The ACM certificate the certificate is imported as (`--import-to-acm`).
+    pub const ACM_CERTIFICATE_ARN: &str = "AcmCertificateArn";
 }
 
 /// Longest wait between renewal attempts after failures in a row.
@@ -61,6 +63,7 @@ pub struct Registration {
     pub failed_attempts: u32,
     pub last_failed_at: Option<String>,
     pub last_error: Option<String>,
+    pub acm_certificate_arn: Option<String>,
 }
 
 /// What the sweep makes of a registration at a moment.
@@ -132,6 +135,7 @@ impl Registration {
             failed_attempts,
             last_failed_at: s(attr::LAST_FAILED_AT),
             last_error: s(attr::LAST_ERROR),
+            acm_certificate_arn: s(attr::ACM_CERTIFICATE_ARN),
             certificate_id,
             request,
         })
@@ -215,6 +219,7 @@ mod tests {
                 directory: "letsencrypt".into(),
                 contact: vec![],
                 renew_days_before: None,
+                import_to_acm: false,
             },
             force: false,
             not_after: not_after.map(str::to_string),
@@ -225,6 +230,7 @@ mod tests {
             failed_attempts: 0,
             last_failed_at: None,
             last_error: None,
+            acm_certificate_arn: None,
         }
     }
 

@@ -53,6 +53,10 @@ pub enum CertshipError {
     /// ACME: any other problem the CA reported, with its type and detail.
     #[error("{0}")]
     AcmeFailed(String),
+    /// ACME: ACM refused to import the certificate (a re-import that changes the key type, a
+    /// quota); its code and message.
+    #[error("{0}")]
+    AcmImportFailed(String),
     /// A wait, retried by the state machine: Route53 has not applied the change yet.
     #[error("{0}")]
     DnsChangePending(String),
@@ -82,6 +86,7 @@ impl CertshipError {
             Self::RateLimited(_) => "RateLimited",
             Self::AcmeUnavailable(_) => "AcmeUnavailable",
             Self::AcmeFailed(_) => "AcmeFailed",
+            Self::AcmImportFailed(_) => "AcmImportFailed",
             Self::DnsChangePending(_) => "DnsChangePending",
             Self::OrderPending(_) => "OrderPending",
         }

@@ -32,6 +32,9 @@ pub struct AcmeIssuedEvent {
     pub secret_version_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub execution_arn: Option<String>,
+    /// The ACM certificate it was imported as, with `--import-to-acm`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acm_certificate_arn: Option<String>,
 }
 
 /// The `detail` of [`DETAIL_TYPE_RENEWAL_FAILED`]: what failed, and how long the certificate the
