@@ -74,12 +74,7 @@ async fn a_wildcard_certificate_from_the_acme_ca_is_installed_on_every_tagged_ho
     let export = ending.output.and_then(|o| o.export).expect("$.Export");
     assert_eq!(export.serial, issued.serial);
     assert_eq!(export.domains, issued.domains);
-    let root = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(
-        root.path(),
-        cloud.acme_ca.issuing_roots_pem().await.unwrap(),
-    )
-    .unwrap();
+
     for host in &dev {
         assert_eq!(
             cloud.serial_on(host).as_deref(),
@@ -91,20 +86,7 @@ async fn a_wildcard_certificate_from_the_acme_ca_is_installed_on_every_tagged_ho
                 .unwrap(),
             "{host}: the key does not match"
         );
-        let verified = Command::new("openssl")
-            .arg("verify")
-            .arg("-CAfile")
-            .arg(root.path())
-            .arg("-untrusted")
-            .arg(cloud.file(host, &format!("etc/ssl/certs/{CERT_NAME}-chain.pem")))
-            .arg(cloud.file(host, &format!("etc/ssl/certs/{CERT_NAME}-cert.pem")))
-            .output()
-            .unwrap();
-        assert!(
-            verified.status.success(),
-            "{host}: {}",
-            String::from_utf8_lossy(&verified.stdout)
-        );
+        verify_chain(&cloud, host).await;
         assert_eq!(cloud.reloads(host).len(), 1, "{host} reloaded nginx once");
     }
     assert!(!cloud.has_files(&prod), "the prod host was not a target");

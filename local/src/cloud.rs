@@ -279,12 +279,8 @@ impl LocalCloud {
         let config = sdk_config(&endpoint, &options.region).await;
         let acme_ca = start_acme_ca(&project, &options, moto_port).await?;
 
-        let state_machine_arn = format!(
-            "arn:aws:states:{}:{}:stateMachine:{}",
-            options.region,
-            super::ACCOUNT_ID,
-            provision::STATE_MACHINE_NAME
-        );
+        let state_machine_arn =
+            provision::state_machine_arn(&options.region, provision::STATE_MACHINE_NAME);
         let rules = RequestRules::new(
             options.region.clone(),
             ReloadAllowlist::parse(&options.allowed_reload_services)?,
@@ -305,12 +301,8 @@ impl LocalCloud {
         let issuance_model = template
             .request_model_at(certship_stack::CERTIFICATES_RESOURCE, &stack_values)
             .context("the API's issuance model")?;
-        let acme_state_machine_arn = format!(
-            "arn:aws:states:{}:{}:stateMachine:{}",
-            options.region,
-            super::ACCOUNT_ID,
-            provision::ACME_STATE_MACHINE_NAME
-        );
+        let acme_state_machine_arn =
+            provision::state_machine_arn(&options.region, provision::ACME_STATE_MACHINE_NAME);
         let functions = Arc::new(Functions::new(
             &config,
             FunctionSettings {

@@ -33,6 +33,14 @@ pub const OUTPUT_QUEUE_NAME: &str = "certship-local-association-output-events";
 /// The role State Manager dispatches the associations with (`AssociationDispatchRole`).
 pub const DISPATCH_ROLE_NAME: &str = "certship-association-dispatch";
 
+/// The ARN Step Functions gives the local cloud's state machine `name` in `region`.
+pub fn state_machine_arn(region: &str, name: &str) -> String {
+    format!(
+        "arn:aws:states:{region}:{}:stateMachine:{name}",
+        super::ACCOUNT_ID
+    )
+}
+
 /// The dispatch role's ARN, as dispatch-install passes it (`ASSOCIATION_DISPATCH_ROLE_ARN`).
 pub fn dispatch_role_arn() -> String {
     format!(

@@ -59,20 +59,8 @@ pub fn encrypt_pem(private_key_pkcs8_der: &[u8], passphrase: &str) -> Result<Str
     let mut salt = [0u8; SALT_LEN];
     aws_lc_rs::rand::fill(&mut salt).map_err(|_| EncryptError::Random)?;
 
-    let mut derived = [0u8; AES_256_KEY_LEN];
-    pbkdf2::derive(
-        pbkdf2::PBKDF2_HMAC_SHA256,
-        PBKDF2_ITERATIONS,
-        &salt,
-        passphrase.as_bytes(),
-        &mut derived,
-    );
-    // UnboundCipherKey copies the key into a buffer it zeroes on drop; wipe our copy (best effort).
-    let unbound = UnboundCipherKey::new(&AES_256, &derived);
-    derived.fill(0);
-    std::hint::black_box(&derived);
-    let key = PaddedBlockEncryptingKey::cbc_pkcs7(unbound.map_err(|_| EncryptError::Cipher)?)
-        .map_err(|_| EncryptError::Cipher)?;
+    let unbound = cipher_key(passphrase, &salt, PBKDF2_ITERATIONS).ok_or(EncryptError::Cipher)?;
+    let key = PaddedBlockEncryptingKey::cbc_pkcs7(unbound).map_err(|_| EncryptError::Cipher)?;
 
     // Encrypted in place. Room for the padding up front, so the buffer never reallocates and
     // leaves a plaintext copy behind in freed memory.
@@ -191,19 +179,8 @@ pub fn decrypt_pem(pem: &str, passphrase: &str) -> Result<Vec<u8>, DecryptError>
         .try_into()
         .map_err(|_| DecryptError::Malformed)?;
 
-    let mut derived = [0u8; AES_256_KEY_LEN];
-    pbkdf2::derive(
-        pbkdf2::PBKDF2_HMAC_SHA256,
-        iterations,
-        &salt,
-        passphrase.as_bytes(),
-        &mut derived,
-    );
-    let unbound = UnboundCipherKey::new(&AES_256, &derived);
-    derived.fill(0);
-    std::hint::black_box(&derived);
-    let key = PaddedBlockDecryptingKey::cbc_pkcs7(unbound.map_err(|_| DecryptError::Decrypt)?)
-        .map_err(|_| DecryptError::Decrypt)?;
+    let unbound = cipher_key(passphrase, &salt, iterations).ok_or(DecryptError::Decrypt)?;
+    let key = PaddedBlockDecryptingKey::cbc_pkcs7(unbound).map_err(|_| DecryptError::Decrypt)?;
     let mut data = octets(&ciphertext)?;
     let plain_len = match key.decrypt(&mut data, DecryptionContext::Iv128(iv.into())) {
         Ok(plain) => plain.len(),
@@ -222,6 +199,23 @@ pub fn decrypt_pem(pem: &str, passphrase: &str) -> Result<Vec<u8>, DecryptError>
         return Err(DecryptError::Decrypt);
     }
     Ok(data)
+}
+
+/// The AES-256 key PBKDF2-HMAC-SHA256 derives from `passphrase` and `salt`, for both directions.
+fn cipher_key(passphrase: &str, salt: &[u8], iterations: NonZeroU32) -> Option<UnboundCipherKey> {
+    let mut derived = [0u8; AES_256_KEY_LEN];
+    pbkdf2::derive(
+        pbkdf2::PBKDF2_HMAC_SHA256,
+        iterations,
+        salt,
+        passphrase.as_bytes(),
+        &mut derived,
+    );
+    // UnboundCipherKey copies the key into a buffer it zeroes on drop; wipe our copy (best effort).
+    let unbound = UnboundCipherKey::new(&AES_256, &derived);
+    derived.fill(0);
+    std::hint::black_box(&derived);
+    unbound.ok()
 }
 
 /// A PKCS#8 `PrivateKeyInfo` as the PEM `PRIVATE KEY` ACM's ImportCertificate takes.

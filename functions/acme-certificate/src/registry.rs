@@ -7,7 +7,6 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use certship_shared::acme::{ImportResult, IssueRequest, KeyType, SOURCE_PREFIX, StepError};
 use certship_shared::acme_registry::{Registration, attr};
-use certship_shared::error::is_throttling_code;
 use certship_shared::event::{
     AcmeIssuedEvent, DETAIL_TYPE_ACME_ISSUED, DETAIL_TYPE_RENEWAL_FAILED, EVENT_SOURCE,
     RenewalFailedEvent,
@@ -268,16 +267,11 @@ async fn publish(
         .map_err(|e| CertshipError::from_sdk("PutEvents", e))?;
     if put.failed_entry_count() > 0 {
         let failed = put.entries().iter().find(|e| e.error_code().is_some());
-        let code = failed.and_then(|e| e.error_code()).unwrap_or("Unknown");
-        let message = failed
-            .and_then(|e| e.error_message())
-            .unwrap_or("no message");
-        let text = format!("PutEvents refused the {detail_type:?} event ({code}): {message}");
-        return Err(if is_throttling_code(code) {
-            CertshipError::Throttled(text)
-        } else {
-            CertshipError::Service(text)
-        });
+        return Err(CertshipError::event_refused(
+            &format!("the {detail_type:?} event"),
+            failed.and_then(|e| e.error_code()),
+            failed.and_then(|e| e.error_message()),
+        ));
     }
     Ok(())
 }

@@ -2,7 +2,6 @@
 
 use crate::hosts::Host;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
-use certship_shared::error::is_throttling_code;
 use certship_shared::event::{DeploymentEvent, EVENT_SOURCE, HostResult};
 use certship_shared::mapping::LastDeploymentStatus;
 use certship_shared::{
@@ -74,16 +73,11 @@ pub async fn publish(
         .map_err(|e| CertshipError::from_sdk("PutEvents", e))?;
     if put.failed_entry_count() > 0 {
         let failed = put.entries().iter().find(|e| e.error_code().is_some());
-        let code = failed.and_then(|e| e.error_code()).unwrap_or("Unknown");
-        let message = failed
-            .and_then(|e| e.error_message())
-            .unwrap_or("no message");
-        let text = format!("PutEvents refused the deployment event ({code}): {message}");
-        return Err(if is_throttling_code(code) {
-            CertshipError::Throttled(text)
-        } else {
-            CertshipError::Service(text)
-        });
+        return Err(CertshipError::event_refused(
+            "the deployment event",
+            failed.and_then(|e| e.error_code()),
+            failed.and_then(|e| e.error_message()),
+        ));
     }
     tracing::info!(
         association_id = event.association_id.as_deref().unwrap_or(""),

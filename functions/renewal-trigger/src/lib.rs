@@ -456,7 +456,7 @@ async fn mappings_of(
     }
 }
 
-/// Whether a mapping's execution was started now or by an earlier delivery of the event.
+/// Whether an execution was started now or by an earlier delivery of the same event or sweep.
 enum Started {
     Now(String),
     Earlier,
@@ -480,6 +480,35 @@ async fn start(
 ) -> Result<Started, CertshipError> {
     let input = serde_json::to_string(&WorkflowState::new(mapping.to_request(Trigger::Renewal)))
         .map_err(|e| CertshipError::Service(format!("could not encode the workflow input: {e}")))?;
+    let started = start_once(sfn, state_machine_arn, name, input).await?;
+    match &started {
+        Started::Now(execution_arn) => tracing::info!(
+            certificate_arn = %mapping.certificate_arn,
+            cert_name = %mapping.cert_name,
+            target = %target(mapping),
+            execution_arn = %execution_arn,
+            "started the redeployment"
+        ),
+        Started::Earlier => tracing::info!(
+            certificate_arn = %mapping.certificate_arn,
+            cert_name = %mapping.cert_name,
+            target = %target(mapping),
+            execution_name = %name,
+            "the redeployment was already started for this event"
+        ),
+    }
+    Ok(started)
+}
+
+/// StartExecution of `name`, which names its execution after what asked for it (an event, a
+/// sweep), so that a repeated delivery starts nothing twice: [`Started::Earlier`] when an earlier
+/// delivery started it.
+async fn start_once(
+    sfn: &aws_sdk_sfn::Client,
+    state_machine_arn: &str,
+    name: &str,
+    input: String,
+) -> Result<Started, CertshipError> {
     let asked_at = aws_smithy_types::DateTime::from(std::time::SystemTime::now());
     let started = sfn
         .start_execution()
@@ -494,33 +523,11 @@ async fn start(
         // before this call was started by an earlier delivery.
         // (Clock skew can only misfile the count, never start anything twice.)
         Ok(out) if out.start_date.to_millis().ok() < asked_at.to_millis().ok() => {
-            tracing::info!(
-                execution_arn = %out.execution_arn,
-                "the redeployment was already started for this event and is still running"
-            );
             Ok(Started::Earlier)
         }
-        Ok(out) => {
-            tracing::info!(
-                certificate_arn = %mapping.certificate_arn,
-                cert_name = %mapping.cert_name,
-                target = %target(mapping),
-                execution_arn = %out.execution_arn,
-                "started the redeployment"
-            );
-            Ok(Started::Now(out.execution_arn))
-        }
+        Ok(out) => Ok(Started::Now(out.execution_arn)),
         Err(err) => match err.as_service_error() {
-            Some(StartExecutionError::ExecutionAlreadyExists(_)) => {
-                tracing::info!(
-                    certificate_arn = %mapping.certificate_arn,
-                    cert_name = %mapping.cert_name,
-                    target = %target(mapping),
-                    execution_name = %name,
-                    "the redeployment was already started for this event"
-                );
-                Ok(Started::Earlier)
-            }
+            Some(StartExecutionError::ExecutionAlreadyExists(_)) => Ok(Started::Earlier),
             _ => Err(CertshipError::from_sdk("StartExecution", err)),
         },
     }

@@ -14,14 +14,12 @@
 //! - A certificate that failed recently waits out its backoff
 //!   ([`certship_shared::acme_registry::backoff`]).
 
-use crate::AppState;
+use crate::{AppState, Started, start_once};
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_sfn::operation::start_execution::StartExecutionError;
 use certship_shared::CertshipError;
 use certship_shared::acme_registry::{Registration, Renewal, renewal_execution_name};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::time::SystemTime;
 
 /// Most renewals one sweep starts.
 pub const MAX_RENEWALS_PER_SWEEP: usize = 100;
@@ -103,7 +101,7 @@ pub async fn sweep(state: &AppState, request: &SweepRequest) -> Result<SweepResu
     for (renewal, registration) in due {
         let name = renewal_execution_name(&registration.certificate_id, &request.scheduled_time);
         match start(state, &registration, &name).await {
-            Ok(Some(execution_arn)) => {
+            Ok(Started::Now(execution_arn)) => {
                 tracing::info!(
                     certificate = %registration.certificate_id,
                     renewal = ?renewal,
@@ -112,7 +110,7 @@ pub async fn sweep(state: &AppState, request: &SweepRequest) -> Result<SweepResu
                 );
                 result.started.push(execution_arn);
             }
-            Ok(None) => result.already_started += 1,
+            Ok(Started::Earlier) => result.already_started += 1,
             Err(err) => {
                 tracing::warn!(
                     certificate = %registration.certificate_id,
@@ -161,31 +159,13 @@ async fn registrations(state: &AppState) -> Result<(Vec<Registration>, u32), Cer
     }
 }
 
-/// Starts the issuance of the registration's request under `name`: its ARN, or `None` when an
-/// earlier delivery of this sweep started it.
+/// Starts the issuance of the registration's request under `name`.
 async fn start(
     state: &AppState,
     registration: &Registration,
     name: &str,
-) -> Result<Option<String>, CertshipError> {
+) -> Result<Started, CertshipError> {
     let input = serde_json::to_string(&registration.request)
         .map_err(|e| CertshipError::Service(format!("could not encode the request: {e}")))?;
-    let asked_at = aws_smithy_types::DateTime::from(SystemTime::now());
-    match state
-        .sfn
-        .start_execution()
-        .state_machine_arn(&state.acme_state_machine_arn)
-        .name(name)
-        .input(input)
-        .send()
-        .await
-    {
-        // The same name and input answer with the running execution (see crate::start).
-        Ok(out) if out.start_date.to_millis().ok() < asked_at.to_millis().ok() => Ok(None),
-        Ok(out) => Ok(Some(out.execution_arn)),
-        Err(err) => match err.as_service_error() {
-            Some(StartExecutionError::ExecutionAlreadyExists(_)) => Ok(None),
-            _ => Err(CertshipError::from_sdk("StartExecution", err)),
-        },
-    }
+    start_once(&state.sfn, &state.acme_state_machine_arn, name, input).await
 }

@@ -120,6 +120,22 @@ impl CertshipError {
     }
 }
 
+impl CertshipError {
+    /// An entry EventBridge's PutEvents refused, with the entry's error code and message:
+    /// `Throttled` (retried by the state machines) for a throttling code, else `Service`.
+    /// `event` says which event, as the message names it.
+    pub fn event_refused(event: &str, code: Option<&str>, message: Option<&str>) -> Self {
+        let code = code.unwrap_or("Unknown");
+        let message = message.unwrap_or("no message");
+        let text = format!("PutEvents refused {event} ({code}): {message}");
+        if is_throttling_code(code) {
+            Self::Throttled(text)
+        } else {
+            Self::Service(text)
+        }
+    }
+}
+
 /// The error codes AWS services use for throttling (the SDK's own retry classifier's list).
 pub fn is_throttling_code(code: &str) -> bool {
     matches!(
