@@ -683,3 +683,90 @@ async fn an_imported_certificate_is_reimported_under_its_arn_and_keeps_its_key_t
     );
     cloud.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rate_limit_is_waited_out_as_the_ca_asks_and_a_long_one_holds_renewals_back() {
+    let (cloud, _state) = start().await;
+    // Pebble has no rate limits: the front refuses the orders it is told to, as a CA does.
+    let front = cloud.acme_ca.front().unwrap();
+    let zone_id = zone(&cloud, "limits.certship.test.").await;
+    let mut request = request(
+        &cloud,
+        &zone_id,
+        &["www.limits.certship.test"],
+        KeyType::EcP256,
+    );
+    request.directory = front.directory_url();
+
+    // given a CA that refuses the first order and asks to come back in 6 seconds
+    front.refuse_next_order(Some("6"));
+    let started = Instant::now();
+    let first = issue(&cloud, &request).await;
+
+    // then the machine waits that long and the order placed again is issued
+    assert_eq!(
+        first.status,
+        ExecutionStatus::Succeeded,
+        "{:?}",
+        first.cause
+    );
+    assert_eq!(front.refused(), 1);
+    // (without the CA's time the wait would be ten minutes, past the 120 s `issue` allows)
+    assert!(started.elapsed() >= Duration::from_secs(6));
+    assert_eq!(
+        first.history.matches("Wait out the rate limit").count(),
+        2,
+        "entered and exited once: {}",
+        first.history
+    );
+    let issued = registered(&cloud, &request).await.expect("registered");
+    assert_eq!((issued.failed_attempts, issued.retry_after), (0, None));
+
+    // when a renewal is refused for two hours, past the hour an issuance waits
+    front.refuse_next_order(Some("7200"));
+    let refused_at = std::time::SystemTime::now();
+    let renewal = issue(&cloud, &request).await;
+
+    // then it fails RateLimited at once, naming the CA's time, and waits for nothing
+    assert_eq!(renewal.status, ExecutionStatus::Failed);
+    assert_eq!(
+        renewal.error.as_deref(),
+        Some("RateLimited"),
+        "{:?}",
+        renewal.cause
+    );
+    let cause = renewal.cause.clone().unwrap_or_default();
+    assert!(cause.contains("the CA asks to retry after "), "{cause}");
+    assert!(cause.contains("rateLimited"), "{cause}");
+    assert!(!renewal.history.contains("Wait out the rate limit"));
+    assert_eq!(front.refused(), 2);
+
+    // and the registry keeps the CA's time: no sweep renews before it, not even a forced one
+    let mut held = registered(&cloud, &request).await.unwrap();
+    assert_eq!(held.failed_attempts, 1);
+    let retry_after = held
+        .retry_after
+        .as_deref()
+        .and_then(certship_shared::time::parse_rfc3339)
+        .expect("RetryAfter kept");
+    let asked = retry_after.duration_since(refused_at).unwrap();
+    assert!(
+        (Duration::from_secs(7_190)..Duration::from_secs(7_230)).contains(&asked),
+        "{asked:?}"
+    );
+    held.force = true;
+    assert!(!held.renewal(std::time::SystemTime::now()).starts());
+    assert!(held.renewal(retry_after).starts());
+
+    // and the next success clears it
+    let again = issue(&cloud, &request).await;
+    assert_eq!(
+        again.status,
+        ExecutionStatus::Succeeded,
+        "{:?}",
+        again.cause
+    );
+    let cleared = registered(&cloud, &request).await.unwrap();
+    assert_eq!((cleared.failed_attempts, cleared.retry_after), (0, None));
+    cloud.stop().await;
+}

@@ -7,6 +7,7 @@
 //! ([`crate::launch`]): r53dns.py exits when its standard input closes, and Pebble, which reads no
 //! input, runs under a small `sh` guard that stops it when its standard input closes.
 
+use crate::acme_front::AcmeFront;
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -34,7 +35,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// between choosing it and binding it.
 const ATTEMPTS: usize = 3;
 /// The name Pebble's TLS certificate is for, and the host of every URL Pebble hands out.
-const HOST: &str = "localhost";
+pub(crate) const HOST: &str = "localhost";
 
 /// Runs Pebble (`"$@"`) until the guard's standard input closes, then stops it (SIGTERM). Exits
 /// with Pebble's status when Pebble ends first, so a failed start shows at once. The watcher
@@ -91,6 +92,8 @@ pub struct AcmeCa {
     config_path: PathBuf,
     log_path: PathBuf,
     tls_ca_pem_path: PathBuf,
+    certificate_path: PathBuf,
+    private_key_path: PathBuf,
     /// A TLS client configuration trusting only the CA of Pebble's own HTTPS certificate.
     tls: Arc<rustls::ClientConfig>,
     dns_port: u16,
@@ -131,6 +134,8 @@ impl AcmeCa {
             config_path: state_dir.join("pebble-config.json"),
             log_path: state_dir.join("pebble.log"),
             tls_ca_pem_path,
+            certificate_path: certificate_path.clone(),
+            private_key_path: private_key_path.clone(),
             tls,
             dns_port: 0,
             port: 0,
@@ -172,6 +177,18 @@ impl AcmeCa {
     /// [`Self::tls_ca_pem_path`].
     pub fn directory_url(&self) -> String {
         format!("https://{HOST}:{}/dir", self.port)
+    }
+
+    /// A front that passes everything to Pebble but refuses the orders it is told to refuse for
+    /// a rate limit ([`AcmeFront`]), at its own directory URL; stopped when dropped. Pebble has
+    /// no rate limits of its own.
+    pub fn front(&self) -> Result<AcmeFront> {
+        AcmeFront::start(
+            self.port,
+            &self.certificate_path,
+            &self.private_key_path,
+            Arc::clone(&self.tls),
+        )
     }
 
     /// The CA a client must trust to speak HTTPS to Pebble (PEM). It signs only Pebble's own

@@ -9,7 +9,9 @@ use crate::ops::stack::Resources;
 use crate::ops::{self, AwsArgs, Clients, OutputArgs, OutputFormat, StackArgs, explain};
 use anyhow::{Context, Result, bail};
 use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent, HistoryEventType};
-use certship_shared::acme::{ImportResult, IssueRequest, KeyType, OrderResult, SOURCE_PREFIX};
+use certship_shared::acme::{
+    ImportResult, IssueRequest, KeyType, OrderResult, RateLimitedOrder, SOURCE_PREFIX,
+};
 use certship_shared::acme_registry::{Registration, Renewal};
 use certship_shared::{CertshipError, ExportResult};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
@@ -483,6 +485,13 @@ impl IssuanceState {
     }
 }
 
+/// The state after Place order met a rate limit it waits out: `$.Order.RateLimited`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RateLimited {
+    order: RateLimitedOrder,
+}
+
 /// What the history has shown so far, and the lines it makes.
 #[derive(Debug, Default)]
 struct Progress {
@@ -503,8 +512,17 @@ impl Progress {
         }
         match event.r#type() {
             HistoryEventType::TaskStateExited => {
-                let state = IssuanceState::parse(event.state_exited_event_details()?.output())?;
-                self.step_line(state)
+                let output = event.state_exited_event_details()?.output();
+                if let Some(limited) =
+                    output.and_then(|t| serde_json::from_str::<RateLimited>(t).ok())
+                {
+                    let wait = limited.order.rate_limited;
+                    return Some(format!(
+                        "  … the CA refused the order for a rate limit: placing it again in {} s, at {} ({})",
+                        wait.retry_after_seconds, wait.retry_at, wait.detail
+                    ));
+                }
+                self.step_line(IssuanceState::parse(output)?)
             }
             HistoryEventType::LambdaFunctionFailed | HistoryEventType::TaskFailed => {
                 let (error, cause) = match event.lambda_function_failed_event_details() {
@@ -798,6 +816,7 @@ mod tests {
             last_failed_at: None,
             last_error: None,
             acm_certificate_arn: None,
+            retry_after: None,
         }
     }
 
@@ -1211,6 +1230,41 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "→ Keep the request\n→ Place order\n  order placed: 1 TXT record set(s) written in zone Z0123456789ABC (change C1)\n→ DNS records written?\n→ Wait for DNS\n  … change C1 is PENDING\n→ Finalize\n  issued serial 04:a1:9f, valid until 2026-04-01T00:00:00Z\n→ Issued\n"
         );
+    }
+
+    #[test]
+    fn a_rate_limit_waited_out_shows_when_the_order_is_placed_again() {
+        let mut progress = Progress::default();
+        let limited = json!({
+            "Request": {"Domains": ["example.com"], "HostedZoneId": "Z0123456789ABC"},
+            "Order": {"RateLimited": {"RetryAfterSeconds": 90, "RetryAt": "2026-11-27T10:01:30Z",
+                      "Detail": "placing the order: API error: too many new orders recently"}}
+        });
+        let lines: Vec<String> = [
+            entered(1, HistoryEventType::TaskStateEntered, "Place order"),
+            exited(2, "Place order", limited.to_string()),
+            entered(
+                3,
+                HistoryEventType::WaitStateEntered,
+                "Wait out the rate limit",
+            ),
+            entered(4, HistoryEventType::TaskStateEntered, "Place order"),
+            exited(5, "Place order", state_json(Some(order()), None)),
+        ]
+        .iter()
+        .filter_map(|e| progress.absorb(e))
+        .collect();
+        assert_eq!(
+            lines,
+            [
+                "→ Place order",
+                "  … the CA refused the order for a rate limit: placing it again in 90 s, at 2026-11-27T10:01:30Z (placing the order: API error: too many new orders recently)",
+                "→ Wait out the rate limit",
+                "→ Place order",
+                "  order placed: 1 TXT record set(s) written in zone Z0123456789ABC (change C1)",
+            ]
+        );
+        assert_eq!(progress.state.order, Some(order()));
     }
 
     #[tokio::test]

@@ -1,11 +1,11 @@
 //! The ACME account: its credentials live in one Secrets Manager secret per directory, made on
 //! first use and made again when the CA no longer knows the account.
 
+use crate::ca::CaClient;
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
 use certship_shared::CertshipError;
 use certship_shared::acme::{IssueRequest, account_secret_name};
-use instant_acme::{Account, AccountBuilder, AccountCredentials, NewAccount};
-use std::path::Path;
+use instant_acme::{Account, AccountCredentials, NewAccount};
 
 /// RFC 8555 §6.7 problem types, as the CA sends them.
 const PROBLEM: &str = "urn:ietf:params:acme:error:";
@@ -13,15 +13,16 @@ const PROBLEM: &str = "urn:ietf:params:acme:error:";
 /// The account for `request`'s directory, restored from its secret or created and stored.
 pub async fn load_or_create(
     secrets: &aws_sdk_secretsmanager::Client,
-    ca_bundle: Option<&Path>,
+    ca: &CaClient,
     request: &IssueRequest,
 ) -> Result<Account, CertshipError> {
     match stored(secrets, request.directory_url()).await? {
-        Some(credentials) => builder(ca_bundle)?
+        Some(credentials) => ca
+            .builder()?
             .from_credentials(credentials)
             .await
             .map_err(|e| acme_error("restoring the ACME account", e)),
-        None => create(secrets, ca_bundle, request).await,
+        None => create(secrets, ca, request).await,
     }
 }
 
@@ -29,7 +30,7 @@ pub async fn load_or_create(
 /// `Order` need the account that placed the order.
 pub async fn load(
     secrets: &aws_sdk_secretsmanager::Client,
-    ca_bundle: Option<&Path>,
+    ca: &CaClient,
     directory_url: &str,
 ) -> Result<Account, CertshipError> {
     let credentials = stored(secrets, directory_url).await?.ok_or_else(|| {
@@ -38,7 +39,7 @@ pub async fn load(
             account_secret_name(directory_url)
         ))
     })?;
-    builder(ca_bundle)?
+    ca.builder()?
         .from_credentials(credentials)
         .await
         .map_err(|e| acme_error("restoring the ACME account", e))
@@ -49,11 +50,12 @@ pub async fn load(
 /// `accountDoesNotExist`.
 pub async fn create(
     secrets: &aws_sdk_secretsmanager::Client,
-    ca_bundle: Option<&Path>,
+    ca: &CaClient,
     request: &IssueRequest,
 ) -> Result<Account, CertshipError> {
     let contact: Vec<&str> = request.contact.iter().map(String::as_str).collect();
-    let (account, credentials) = builder(ca_bundle)?
+    let (account, credentials) = ca
+        .builder()?
         .create(
             &NewAccount {
                 contact: &contact,
@@ -68,14 +70,6 @@ pub async fn create(
     store(secrets, request.directory_url(), &credentials).await?;
     tracing::info!(directory = %request.directory_url(), account = %account.id(), "registered a new ACME account");
     Ok(account)
-}
-
-fn builder(ca_bundle: Option<&Path>) -> Result<AccountBuilder, CertshipError> {
-    match ca_bundle {
-        Some(path) => Account::builder_with_root(path),
-        None => Account::builder(),
-    }
-    .map_err(|e| CertshipError::Configuration(format!("the ACME HTTP client: {e}")))
 }
 
 async fn stored(

@@ -5,7 +5,7 @@
 //! Retry, never a long poll here.
 
 use certship_shared::acme::{
-    ChallengeRecord, ImportResult, IssueRequest, OrderResult, Step, StepResult,
+    ChallengeRecord, ImportResult, IssueRequest, OrderResult, RateLimitedOrder, Step, StepResult,
     challenge_record_name,
 };
 use certship_shared::{CertshipError, ExportResult};
@@ -15,13 +15,17 @@ use instant_acme::{
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+
+use ca::CaClient;
 
 mod account;
+pub mod ca;
 mod certificate;
 mod dns;
 mod import;
 pub mod pkcs8;
+pub mod rate_limit;
 pub mod registry;
 mod settings;
 
@@ -61,6 +65,7 @@ impl AppState {
 #[serde(untagged)]
 pub enum Output {
     Order(OrderResult),
+    RateLimited(RateLimitedOrder),
     Issued(ExportResult),
     Imported(ImportResult),
     Step(StepResult),
@@ -75,7 +80,10 @@ fn status(status: &str) -> Output {
 /// Runs one step of the issuance.
 pub async fn handler(state: &AppState, step: Step) -> Result<Output, CertshipError> {
     match step {
-        Step::Order { request } => order(state, &request).await.map(Output::Order),
+        Step::Order {
+            request,
+            started_at,
+        } => order(state, &request, started_at.as_deref()).await,
         Step::DnsChange { change_id } => {
             if dns::in_sync(&state.route53, &change_id).await? {
                 Ok(status("INSYNC"))
@@ -85,21 +93,38 @@ pub async fn handler(state: &AppState, step: Step) -> Result<Output, CertshipErr
                 )))
             }
         }
+        // A rate limit past Place order is not waited out (Let's Encrypt limits orders, not
+        // these), but its failure names the CA's time like any other.
         Step::Answer { request, order } => {
-            let mut acme = resume(state, &request, &order).await?;
-            let answered = answer(&mut acme).await?;
+            let ca = CaClient::new(state.settings.ca_bundle.as_deref());
+            let answered = async {
+                let mut acme = resume(state, &ca, &request, &order).await?;
+                answer(&mut acme).await
+            }
+            .await
+            .map_err(|e| rate_limit::with_retry_at(e, ca.retry_after()))?;
             tracing::info!(certificate = %order.certificate_id, answered, "challenges answered");
             Ok(status("ANSWERED"))
         }
         Step::CheckOrder { request, order } => {
-            let mut acme = resume(state, &request, &order).await?;
-            check(&mut acme, &order).await.map(|()| status("READY"))
+            let ca = CaClient::new(state.settings.ca_bundle.as_deref());
+            async {
+                let mut acme = resume(state, &ca, &request, &order).await?;
+                check(&mut acme, &order).await
+            }
+            .await
+            .map_err(|e| rate_limit::with_retry_at(e, ca.retry_after()))
+            .map(|()| status("READY"))
         }
         Step::Finalize { request, order } => {
-            let mut acme = resume(state, &request, &order).await?;
-            finalize(state, &request, &order, &mut acme)
-                .await
-                .map(Output::Issued)
+            let ca = CaClient::new(state.settings.ca_bundle.as_deref());
+            async {
+                let mut acme = resume(state, &ca, &request, &order).await?;
+                finalize(state, &request, &order, &mut acme).await
+            }
+            .await
+            .map_err(|e| rate_limit::with_retry_at(e, ca.retry_after()))
+            .map(Output::Issued)
         }
         Step::Cleanup { order } => {
             let removed =
@@ -133,32 +158,32 @@ pub async fn handler(state: &AppState, step: Step) -> Result<Output, CertshipErr
 }
 
 /// Checks the request and the zone, places the order (registering the account again if the CA
-/// no longer knows it) and writes every DNS-01 value in one change batch.
-async fn order(state: &AppState, request: &IssueRequest) -> Result<OrderResult, CertshipError> {
+/// no longer knows it) and writes every DNS-01 value in one change batch. A rate limit that
+/// ends soon is no failure: the step returns the wait (see [`rate_limit`]).
+async fn order(
+    state: &AppState,
+    request: &IssueRequest,
+    started_at: Option<&str>,
+) -> Result<Output, CertshipError> {
     request.validate()?;
     dns::check_zone(&state.route53, request).await?;
     let previous = registry::previous(state, request).await?;
-    let ca_bundle = state.settings.ca_bundle.as_deref();
-    let identifiers: Vec<Identifier> = request
-        .domains
-        .iter()
-        .map(|d| Identifier::Dns(d.clone()))
-        .collect();
-    let new_order = NewOrder::new(&identifiers);
-    let acme = account::load_or_create(&state.secrets, ca_bundle, request).await?;
-    let mut order = match acme.new_order(&new_order).await {
-        Ok(order) => order,
-        Err(err) if account::is_account_unknown(&err) => {
-            tracing::warn!(directory = %request.directory_url(), "the CA no longer knows the stored account: registering a new one");
-            account::create(&state.secrets, ca_bundle, request)
-                .await?
-                .new_order(&new_order)
-                .await
-                .map_err(|e| account::acme_error("placing the order", e))?
+    let ca = CaClient::new(state.settings.ca_bundle.as_deref());
+    let placed = match place(state, request, &ca).await {
+        Err(CertshipError::RateLimited(detail)) => {
+            let started_at = started_at.and_then(certship_shared::time::parse_rfc3339);
+            return match rate_limit::plan(&detail, ca.retry_after(), started_at, SystemTime::now())
+            {
+                rate_limit::Plan::Wait(wait) => {
+                    tracing::warn!(certificate = %request.certificate_id(), seconds = wait.retry_after_seconds, retry_at = %wait.retry_at, "the CA refused the order for a rate limit: waiting");
+                    Ok(Output::RateLimited(RateLimitedOrder { rate_limited: wait }))
+                }
+                rate_limit::Plan::Fail(message) => Err(CertshipError::RateLimited(message)),
+            };
         }
-        Err(err) => return Err(account::acme_error("placing the order", err)),
+        placed => placed?,
     };
-    let records = challenge_records(&mut order).await?;
+    let (order, records) = placed;
     let change_id = dns::add(&state.route53, request.zone_id(), &records).await?;
     let result = OrderResult {
         certificate_id: request.certificate_id(),
@@ -175,7 +200,37 @@ async fn order(state: &AppState, request: &IssueRequest) -> Result<OrderResult, 
         records = result.records.len(),
         "order placed and DNS-01 records written"
     );
-    Ok(result)
+    Ok(Output::Order(result))
+}
+
+/// The account and the order, and the order's DNS-01 values: everything that asks the CA, so
+/// a rate limit met anywhere here is one refusal.
+async fn place(
+    state: &AppState,
+    request: &IssueRequest,
+    ca: &CaClient,
+) -> Result<(Order, Vec<ChallengeRecord>), CertshipError> {
+    let identifiers: Vec<Identifier> = request
+        .domains
+        .iter()
+        .map(|d| Identifier::Dns(d.clone()))
+        .collect();
+    let new_order = NewOrder::new(&identifiers);
+    let acme = account::load_or_create(&state.secrets, ca, request).await?;
+    let mut order = match acme.new_order(&new_order).await {
+        Ok(order) => order,
+        Err(err) if account::is_account_unknown(&err) => {
+            tracing::warn!(directory = %request.directory_url(), "the CA no longer knows the stored account: registering a new one");
+            account::create(&state.secrets, ca, request)
+                .await?
+                .new_order(&new_order)
+                .await
+                .map_err(|e| account::acme_error("placing the order", e))?
+        }
+        Err(err) => return Err(account::acme_error("placing the order", err)),
+    };
+    let records = challenge_records(&mut order).await?;
+    Ok((order, records))
 }
 
 /// The DNS-01 values of the order's pending authorizations, grouped by record name: a name and
@@ -216,15 +271,11 @@ async fn challenge_records(order: &mut Order) -> Result<Vec<ChallengeRecord>, Ce
 /// The account that placed the order, and the order, from their stored credentials and URL.
 async fn resume(
     state: &AppState,
+    ca: &CaClient,
     request: &IssueRequest,
     order: &OrderResult,
 ) -> Result<Order, CertshipError> {
-    let acme: Account = account::load(
-        &state.secrets,
-        state.settings.ca_bundle.as_deref(),
-        request.directory_url(),
-    )
-    .await?;
+    let acme: Account = account::load(&state.secrets, ca, request.directory_url()).await?;
     acme.order(order.order_url.clone())
         .await
         .map_err(|e| account::acme_error("reading the order", e))

@@ -109,7 +109,7 @@ pub async fn record(
     }
     update
         .update_expression(format!(
-            "{set} REMOVE #force, #failed_attempts, #last_failed_at, #last_error"
+            "{set} REMOVE #force, #failed_attempts, #last_failed_at, #last_error, #retry_after"
         ))
         .expression_attribute_names("#request", attr::REQUEST)
         .expression_attribute_names("#domains", attr::DOMAINS)
@@ -122,6 +122,7 @@ pub async fn record(
         .expression_attribute_names("#failed_attempts", attr::FAILED_ATTEMPTS)
         .expression_attribute_names("#last_failed_at", attr::LAST_FAILED_AT)
         .expression_attribute_names("#last_error", attr::LAST_ERROR)
+        .expression_attribute_names("#retry_after", attr::RETRY_AFTER)
         .expression_attribute_values(":request", s(&request_json))
         .expression_attribute_values(
             ":domains",
@@ -171,16 +172,26 @@ pub async fn failed(
     let cause = error_message(&error.cause);
     let s = |v: &str| AttributeValue::S(v.to_string());
     let now = SystemTime::now();
-    let updated = state
+    // A rate limit's message names the CA's time to retry: the sweep waits for it. Other
+    // failures leave a time already kept alone (a time past counts for nothing).
+    let retry_after = (error.error == "RateLimited")
+        .then(|| crate::rate_limit::hold_until(&cause, now))
+        .flatten();
+    let mut update = state
         .dynamodb
         .update_item()
         .table_name(&state.settings.table_name)
         .key(attr::CERTIFICATE_ID, s(&certificate_id))
         .condition_expression("attribute_exists(#id)")
-        .update_expression(
-            "SET #last_error = :error, #last_failed_at = :now, #execution = :execution \
+        .update_expression(format!(
+            "SET {}#last_error = :error, #last_failed_at = :now, #execution = :execution \
              ADD #failed_attempts :one",
-        )
+            if retry_after.is_some() {
+                "#retry_after = :retry_after, "
+            } else {
+                ""
+            }
+        ))
         .expression_attribute_names("#id", attr::CERTIFICATE_ID)
         .expression_attribute_names("#last_error", attr::LAST_ERROR)
         .expression_attribute_names("#last_failed_at", attr::LAST_FAILED_AT)
@@ -189,10 +200,14 @@ pub async fn failed(
         .expression_attribute_values(":error", s(&format!("{}: {cause}", error.error)))
         .expression_attribute_values(":now", s(&certship_shared::time::rfc3339(now)))
         .expression_attribute_values(":execution", s(execution))
-        .expression_attribute_values(":one", AttributeValue::N("1".into()))
-        .return_values(ReturnValue::AllNew)
-        .send()
-        .await;
+        .expression_attribute_values(":one", AttributeValue::N("1".into()));
+    if let Some(at) = retry_after {
+        // Names and values only where the expression uses them: DynamoDB refuses unused ones.
+        update = update
+            .expression_attribute_names("#retry_after", attr::RETRY_AFTER)
+            .expression_attribute_values(":retry_after", s(&certship_shared::time::rfc3339(at)));
+    }
+    let updated = update.return_values(ReturnValue::AllNew).send().await;
     let attributes = match updated {
         Ok(out) => out.attributes.unwrap_or_default(),
         Err(err)

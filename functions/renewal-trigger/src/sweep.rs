@@ -80,7 +80,7 @@ pub async fn sweep(state: &AppState, request: &SweepRequest) -> Result<SweepResu
                     certificate = %registration.certificate_id,
                     failed_attempts = registration.failed_attempts,
                     retry_in,
-                    "due, but backing off after failures"
+                    "due, but held back: failures in a row, or the CA's Retry-After"
                 );
             }
             Renewal::Due { .. } | Renewal::Forced { .. } => due.push((renewal, registration)),

@@ -299,6 +299,27 @@ pub struct OrderResult {
     pub acm_certificate_arn: Option<String>,
 }
 
+/// What the `Order` step returns instead of an order when the CA refused it for a rate limit
+/// that ends within the time an issuance waits: `{"RateLimited": {...}}` at `$.Order`, which
+/// the machine's Wait state reads before placing the order again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RateLimitedOrder {
+    pub rate_limited: RateLimitWait,
+}
+
+/// A rate limit waited out: how long, until when, and what the CA said.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RateLimitWait {
+    /// The Wait state's `SecondsPath`: at least 1.
+    pub retry_after_seconds: u64,
+    /// RFC 3339, UTC.
+    pub retry_at: String,
+    /// The CA's problem, as [`crate::CertshipError::RateLimited`] would have said it.
+    pub detail: String,
+}
+
 /// `$.Imported`: the ACM certificate the issuance imported into (none when not imported).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -318,6 +339,10 @@ pub enum Step {
     Order {
         #[serde(rename = "Request")]
         request: IssueRequest,
+        /// The execution's start (`$$.Execution.StartTime`): the CA's rate limits are waited out
+        /// in the machine for at most an hour from it. Without it, none is waited out.
+        #[serde(rename = "StartedAt", default, skip_serializing_if = "Option::is_none")]
+        started_at: Option<String>,
     },
     /// Fails with the retryable `DnsChangePending` until Route53 reports the change `INSYNC`.
     DnsChange {
@@ -533,10 +558,37 @@ mod tests {
             "Request": {"Domains": ["x.com"], "HostedZoneId": "Z1", "KeyType": "rsa-2048"}
         }))
         .unwrap();
-        let Step::Order { request } = step else {
+        let Step::Order {
+            request,
+            started_at,
+        } = step
+        else {
             panic!("not Order")
         };
         assert_eq!(request.key_type, KeyType::Rsa2048);
         assert_eq!(request.directory, "letsencrypt-staging");
+        assert_eq!(started_at, None);
+        let step: Step = serde_json::from_value(serde_json::json!({
+            "Step": "Order",
+            "Request": {"Domains": ["x.com"], "HostedZoneId": "Z1"},
+            "StartedAt": "2026-11-27T10:00:00.123Z"
+        }))
+        .unwrap();
+        let Step::Order { started_at, .. } = step else {
+            panic!("not Order")
+        };
+        assert_eq!(started_at.as_deref(), Some("2026-11-27T10:00:00.123Z"));
+        let wait = RateLimitedOrder {
+            rate_limited: RateLimitWait {
+                retry_after_seconds: 120,
+                retry_at: "2026-11-27T10:02:00Z".into(),
+                detail: "too many new orders".into(),
+            },
+        };
+        assert_eq!(
+            serde_json::to_value(&wait).unwrap(),
+            serde_json::json!({"RateLimited": {"RetryAfterSeconds": 120,
+                "RetryAt": "2026-11-27T10:02:00Z", "Detail": "too many new orders"}})
+        );
     }
 }

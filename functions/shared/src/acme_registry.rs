@@ -40,6 +40,9 @@ pub mod attr {
     pub const LAST_ERROR: &str = "LastError";
     /// The ACM certificate the certificate is imported as (`--import-to-acm`).
     pub const ACM_CERTIFICATE_ARN: &str = "AcmCertificateArn";
+    /// RFC 3339: the CA refused the last attempt for a rate limit and asked not to come back
+    /// before this (its `Retry-After`). No sweep starts a renewal before it, forced or not.
+    pub const RETRY_AFTER: &str = "RetryAfter";
 }
 
 /// Longest wait between renewal attempts after failures in a row.
@@ -64,6 +67,7 @@ pub struct Registration {
     pub last_failed_at: Option<String>,
     pub last_error: Option<String>,
     pub acm_certificate_arn: Option<String>,
+    pub retry_after: Option<String>,
 }
 
 /// What the sweep makes of a registration at a moment.
@@ -136,6 +140,7 @@ impl Registration {
             last_failed_at: s(attr::LAST_FAILED_AT),
             last_error: s(attr::LAST_ERROR),
             acm_certificate_arn: s(attr::ACM_CERTIFICATE_ARN),
+            retry_after: s(attr::RETRY_AFTER),
             certificate_id,
             request,
         })
@@ -150,12 +155,24 @@ impl Registration {
         })
     }
 
-    /// Whether the sweep at `now` re-issues this certificate. `Force` always does; a due one waits
-    /// out the [`backoff`] of its failures in a row.
+    /// Whether the sweep at `now` re-issues this certificate. `Force` does unless the CA asked to
+    /// wait (`RetryAfter`); a due one also waits out the [`backoff`] of its failures in a row.
     pub fn renewal(&self, now: SystemTime) -> Renewal {
         let days_left = self.days_left(now);
+        let ca_wait = self
+            .retry_after
+            .as_deref()
+            .and_then(crate::time::parse_rfc3339)
+            .and_then(|at| at.duration_since(now).ok())
+            .filter(|wait| !wait.is_zero());
         if self.force {
-            return Renewal::Forced { days_left };
+            return match ca_wait {
+                Some(wait) => Renewal::BackingOff {
+                    days_left,
+                    retry_in: wait.as_secs().max(1),
+                },
+                None => Renewal::Forced { days_left },
+            };
         }
         match days_left {
             Some(days) if days >= i64::from(self.request.renew_days_before()) => {
@@ -168,10 +185,11 @@ impl Registration {
             .as_deref()
             .and_then(crate::time::parse_rfc3339)
             .map(|failed| failed + backoff(self.failed_attempts));
-        match next_attempt.and_then(|next| next.duration_since(now).ok()) {
+        let backoff_wait = next_attempt.and_then(|next| next.duration_since(now).ok());
+        match backoff_wait.max(ca_wait) {
             Some(wait) if !wait.is_zero() => Renewal::BackingOff {
                 days_left,
-                retry_in: wait.as_secs(),
+                retry_in: wait.as_secs().max(1),
             },
             _ => Renewal::Due { days_left },
         }
@@ -231,6 +249,7 @@ mod tests {
             last_failed_at: None,
             last_error: None,
             acm_certificate_arn: None,
+            retry_after: None,
         }
     }
 
@@ -316,6 +335,48 @@ mod tests {
         // One failure: the very next sweep tries again.
         r.failed_attempts = 1;
         assert!(r.renewal(next_day).starts());
+    }
+
+    #[test]
+    fn the_cas_retry_after_holds_back_every_renewal_until_it_passes() {
+        let mut r = registration(Some("2026-11-20T00:00:00Z"));
+        r.failed_attempts = 1;
+        r.last_failed_at = Some("2026-11-01T00:00:00Z".into());
+        r.retry_after = Some("2026-11-02T10:00:00Z".into());
+        let next_day = at("2026-11-02T00:00:00Z");
+        // One failure alone would retry at once; the CA's time is later, and wins.
+        assert_eq!(
+            r.renewal(next_day),
+            Renewal::BackingOff {
+                days_left: Some(18),
+                retry_in: 10 * 3_600,
+            }
+        );
+        r.force = true;
+        assert_eq!(
+            r.renewal(next_day),
+            Renewal::BackingOff {
+                days_left: Some(18),
+                retry_in: 10 * 3_600,
+            },
+            "forcing does not make the CA take it sooner"
+        );
+        assert_eq!(
+            r.renewal(at("2026-11-02T10:00:00Z")),
+            Renewal::Forced {
+                days_left: Some(17)
+            }
+        );
+        // A backoff longer than the CA's time still counts.
+        r.force = false;
+        r.failed_attempts = 4;
+        assert_eq!(
+            r.renewal(next_day),
+            Renewal::BackingOff {
+                days_left: Some(18),
+                retry_in: 3 * DAY - 2 * 3_600,
+            }
+        );
     }
 
     #[test]
